@@ -1,0 +1,169 @@
+//! The AWS side of the context: one `SdkConfig` from the standard credential chain, built once,
+//! and every service client made from it, so all calls share region, credentials, endpoint
+//! override and retry settings.
+
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef;
+use aws_smithy_runtime_api::client::interceptors::{Intercept, SharedInterceptor};
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_types::config_bag::ConfigBag;
+
+use crate::error::{Error, ErrorKind, Result, REGION_HINT};
+
+/// How to reach AWS: the global options of the contract that shape the SDK configuration.
+#[derive(Debug, Clone, Default)]
+pub struct AwsOptions {
+    /// `--region`; otherwise the standard chain (env, profile, IMDS).
+    pub region: Option<String>,
+    /// `--profile`; otherwise `AWS_PROFILE` or the default profile.
+    pub profile: Option<String>,
+    /// `--endpoint-url`; otherwise `AWS_ENDPOINT_URL(_<SERVICE>)` as the SDK reads them.
+    pub endpoint_url: Option<String>,
+}
+
+/// Every AWS client karpctl uses, built from one `SdkConfig`.
+#[derive(Clone, Debug)]
+pub struct Aws {
+    /// The shared configuration.
+    pub config: SdkConfig,
+    /// STS, for the caller's account and partition.
+    pub sts: aws_sdk_sts::Client,
+    /// EKS: the cluster, access entries, Pod Identity, add-ons.
+    pub eks: aws_sdk_eks::Client,
+    /// IAM: roles, policies, instance profiles, OIDC providers.
+    pub iam: aws_sdk_iam::Client,
+    /// EC2: discovery tags, orphan sweep.
+    pub ec2: aws_sdk_ec2::Client,
+    /// SQS: the interruption queue.
+    pub sqs: aws_sdk_sqs::Client,
+    /// EventBridge: the interruption rules.
+    pub events: aws_sdk_eventbridge::Client,
+}
+
+/// Whether an operation name denotes a call that changes nothing (by AWS's naming convention).
+pub fn is_read_only(operation: &str) -> bool {
+    ["Get", "List", "Describe", "Head"]
+        .iter()
+        .any(|p| operation.starts_with(p))
+}
+
+/// Logs every AWS call at debug level (`-vv` or `RUST_LOG=karpctl=debug`), marking the mutating
+/// ones: the first thing to look at when a run does something unexpected.
+#[derive(Debug)]
+struct CallLogger;
+
+impl Intercept for CallLogger {
+    fn name(&self) -> &'static str {
+        "karpctl-call-logger"
+    }
+
+    fn read_before_execution(
+        &self,
+        _context: &BeforeSerializationInterceptorContextRef<'_>,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(m) = cfg.load::<Metadata>() {
+            let kind = if is_read_only(m.name()) {
+                "read"
+            } else {
+                "write"
+            };
+            tracing::debug!(
+                service = m.service(),
+                operation = m.name(),
+                kind,
+                "aws call"
+            );
+        }
+        Ok(())
+    }
+}
+
+macro_rules! client {
+    ($krate:ident, $config:expr, $interceptors:expr) => {{
+        let mut b = $krate::config::Builder::from($config);
+        for i in $interceptors {
+            b.push_interceptor(i.clone());
+        }
+        $krate::Client::from_conf(b.build())
+    }};
+}
+
+impl Aws {
+    /// Load the configuration the way the AWS CLI does, apply the overrides, and build the
+    /// clients. `interceptors` are added to every client (tests use them to pick an emulator
+    /// account and to record requests).
+    pub async fn connect(opts: &AwsOptions, interceptors: &[SharedInterceptor]) -> Result<Self> {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            // Throttling and 5xx are retried by the SDK with jittered exponential backoff; the
+            // adaptive mode also slows the client down when a service keeps throttling.
+            .retry_config(
+                RetryConfig::adaptive()
+                    .with_max_attempts(6)
+                    .with_initial_backoff(Duration::from_millis(200)),
+            )
+            // Every call has a bound, so no run can hang on a dead connection.
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(10))
+                    .operation_attempt_timeout(Duration::from_secs(30))
+                    .operation_timeout(Duration::from_secs(120))
+                    .build(),
+            );
+        if let Some(p) = &opts.profile {
+            loader = loader.profile_name(p);
+        }
+        if let Some(r) = &opts.region {
+            loader = loader.region(Region::new(r.clone()));
+        }
+        if let Some(u) = &opts.endpoint_url {
+            loader = loader.endpoint_url(u);
+        }
+        let config = loader.load().await;
+        if config.region().is_none() {
+            return Err(
+                Error::new(ErrorKind::Credentials, "no AWS region is configured")
+                    .with_hint(REGION_HINT),
+            );
+        }
+        let mut all: Vec<SharedInterceptor> = vec![SharedInterceptor::new(CallLogger)];
+        all.extend(interceptors.iter().cloned());
+        Ok(Aws {
+            sts: client!(aws_sdk_sts, &config, &all),
+            eks: client!(aws_sdk_eks, &config, &all),
+            iam: client!(aws_sdk_iam, &config, &all),
+            ec2: client!(aws_sdk_ec2, &config, &all),
+            sqs: client!(aws_sdk_sqs, &config, &all),
+            events: client!(aws_sdk_eventbridge, &config, &all),
+            config,
+        })
+    }
+
+    /// The region in use.
+    pub fn region(&self) -> String {
+        self.config
+            .region()
+            .map(|r| r.to_string())
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_only_operations_by_name() {
+        assert!(is_read_only("GetRole"));
+        assert!(is_read_only("ListAttachedRolePolicies"));
+        assert!(is_read_only("DescribeCluster"));
+        assert!(!is_read_only("CreateRole"));
+        assert!(!is_read_only("TagResource"));
+        assert!(!is_read_only("PutRule"));
+    }
+}

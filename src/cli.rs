@@ -1,0 +1,185 @@
+//! The command line, as clap definitions only: what users and scripts may type. Turning these
+//! raw values into checked settings happens in `settings`.
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+
+use crate::desired::AuthMode;
+
+/// karpctl: set up Karpenter on an existing EKS cluster, check it, and remove it.
+#[derive(Debug, Parser)]
+#[command(name = "karpctl", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// Options every subcommand takes.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Result format on stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Human-readable text.
+    Text,
+    /// One stable JSON document.
+    Json,
+}
+
+/// When to colour output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    /// On terminals, unless NO_COLOR is set.
+    Auto,
+    /// Always.
+    Always,
+    /// Never.
+    Never,
+}
+
+/// The contract's global options.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// The EKS cluster.
+    #[arg(short = 'c', long, env = "KARPCTL_CLUSTER", global = true)]
+    pub cluster: Option<String>,
+    /// AWS region (default: AWS_REGION, AWS_DEFAULT_REGION, or the profile's region).
+    #[arg(long, global = true)]
+    pub region: Option<String>,
+    /// AWS shared-config profile (default: AWS_PROFILE).
+    #[arg(long, global = true)]
+    pub profile: Option<String>,
+    /// Send every AWS call to this URL, e.g. a local emulator (default: AWS_ENDPOINT_URL).
+    #[arg(long, global = true, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+    /// Result format on stdout.
+    #[arg(
+        short = 'o',
+        long,
+        env = "KARPCTL_OUTPUT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
+    pub output: OutputFormat,
+    /// Do not ask for confirmation (required for changes when stdin is not a terminal).
+    #[arg(short = 'y', long, global = true)]
+    pub yes: bool,
+    /// Less on stderr (repeatable).
+    #[arg(short = 'q', long, action = ArgAction::Count, global = true)]
+    pub quiet: u8,
+    /// More on stderr (repeatable; RUST_LOG also works).
+    #[arg(short = 'v', long, action = ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Colour: on terminals only by default; NO_COLOR turns it off.
+    #[arg(long, value_enum, default_value = "auto", global = true)]
+    pub color: ColorChoice,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Make the cluster's Karpenter install (AWS side) match the desired state.
+    Init(InitArgs),
+    /// Print the documents karpctl would write, without changing anything.
+    Render(RenderArgs),
+    /// Convert old Karpenter YAML (v1alpha5 Provisioner, v1alpha1 AWSNodeTemplate, v1beta1) to v1.
+    Convert(ConvertArgs),
+    /// Print a shell completion script.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// What the install consists of; shared by `init` and `render` so both describe the same thing.
+#[derive(Debug, Clone, Args)]
+pub struct InstallArgs {
+    /// Karpenter version X.Y.Z (default: the version this karpctl is tested with).
+    #[arg(long, value_name = "X.Y.Z")]
+    pub karpenter_version: Option<String>,
+    /// Namespace of the controller.
+    #[arg(long, default_value = "kube-system")]
+    pub namespace: String,
+    /// How the controller gets its AWS identity.
+    #[arg(long, value_enum, default_value = "pod-identity")]
+    pub auth: AuthMode,
+    /// Leave out the interruption queue and its rules.
+    #[arg(long, overrides_with = "interruption")]
+    pub no_interruption: bool,
+    /// Include the interruption queue and its rules (the default).
+    #[arg(long, overrides_with = "no_interruption")]
+    pub interruption: bool,
+    /// Leave out the default NodePool and EC2NodeClass.
+    #[arg(long, overrides_with = "default_nodepool")]
+    pub no_default_nodepool: bool,
+    /// Include the default NodePool and EC2NodeClass (the default).
+    #[arg(long, overrides_with = "no_default_nodepool")]
+    pub default_nodepool: bool,
+}
+
+/// `karpctl init`.
+#[derive(Debug, Clone, Args)]
+pub struct InitArgs {
+    /// The install's shape.
+    #[command(flatten)]
+    pub install: InstallArgs,
+    /// Take over resources with karpctl's names that karpctl did not create (tags them).
+    #[arg(long)]
+    pub adopt: bool,
+    /// Observe and print the plan; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// With --dry-run: exit 3 when there are changes to make.
+    #[arg(long, requires = "dry_run")]
+    pub detailed_exitcode: bool,
+    /// After the AWS side, write the helm values, helm commands and manifests to DIR.
+    #[arg(long, value_name = "DIR")]
+    pub emit: Option<PathBuf>,
+    /// Extra helm value KEY=VALUE (repeatable), layered over karpctl's.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Extra helm values file (repeatable), layered over karpctl's.
+    #[arg(long = "values", value_name = "FILE")]
+    pub values: Vec<PathBuf>,
+}
+
+/// `karpctl render`.
+#[derive(Debug, Clone, Args)]
+pub struct RenderArgs {
+    /// The install's shape.
+    #[command(flatten)]
+    pub install: InstallArgs,
+    /// Account id: with --region (and --issuer for IRSA), render offline without calling AWS.
+    #[arg(long)]
+    pub account: Option<String>,
+    /// The cluster's OIDC issuer URL (offline rendering; IRSA).
+    #[arg(long, value_name = "URL")]
+    pub issuer: Option<String>,
+    /// AWS partition (offline rendering; default: derived from the region).
+    #[arg(long, value_parser = ["aws", "aws-cn", "aws-us-gov"])]
+    pub partition: Option<String>,
+    /// Write one file per document to DIR instead of printing them.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+/// `karpctl convert`.
+#[derive(Debug, Clone, Args)]
+pub struct ConvertArgs {
+    /// Input: a YAML file, a directory of them, or - for stdin.
+    #[arg(short = 'f', long = "filename", value_name = "FILE|DIR|-")]
+    pub file: PathBuf,
+    /// Write the converted documents to DIR (one file per document) instead of stdout.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Node role for converted EC2NodeClasses (replaces instanceProfile with role).
+    #[arg(long, value_name = "NAME")]
+    pub node_role: Option<String>,
+    /// Treat warnings (fields with no v1 equivalent) as errors.
+    #[arg(long)]
+    pub strict: bool,
+}

@@ -1,0 +1,3 @@
+//! The subcommands: each a thin walk over the desired state and its resources.
+
+pub mod render;

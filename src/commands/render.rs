@@ -1,0 +1,91 @@
+//! `karpctl render`: print (or write) every document karpctl would use, changing nothing.
+//! Offline with `--account`/`--region`(/`--issuer`), otherwise from the discovered cluster.
+
+use std::fmt::Write as _;
+
+use serde_json::json;
+
+use crate::cli::{GlobalArgs, RenderArgs};
+use crate::context::Hooks;
+use crate::desired::{Desired, Partition};
+use crate::error::{Error, Result};
+use crate::output::Report;
+use crate::render::{DocKind, Document, Documents};
+use crate::settings::{self, InstallOptions};
+use crate::{aws::Aws, cluster};
+
+/// Run `render`.
+pub async fn run(g: &GlobalArgs, a: &RenderArgs, hooks: &Hooks) -> Result<Report> {
+    let cluster_name = settings::require_cluster(g)?;
+    let opts = InstallOptions::from_args(&a.install)?;
+    let target = if let Some(account) = &a.account {
+        let region = settings::offline_region(g)?;
+        let partition = match &a.partition {
+            Some(p) => Partition::parse(p)?,
+            None => Partition::from_region(&region),
+        };
+        opts.target(&cluster_name, account, &region, partition, a.issuer.clone())
+    } else {
+        let aws = Aws::connect(&settings::aws_options(g)?, &hooks.interceptors).await?;
+        let info = cluster::discover(&aws, &cluster_name).await?;
+        let mut t = opts.target_for(&info);
+        if a.issuer.is_some() {
+            t.issuer = a.issuer.clone();
+        }
+        t
+    };
+    let desired = Desired::new(target)?;
+    let docs = Documents::render(&desired)?.list(&desired)?;
+    let mut text = String::new();
+    let mut files = Vec::new();
+    if let Some(dir) = &a.dir {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io("failed to create directory", dir, e))?;
+        for d in &docs {
+            let path = dir.join(file_name(d));
+            std::fs::write(&path, with_newline(&d.text))
+                .map_err(|e| Error::io("failed to write", &path, e))?;
+            let _ = writeln!(text, "wrote {}", path.display());
+            files.push(path.display().to_string());
+        }
+    } else {
+        for d in &docs {
+            let _ = writeln!(text, "# {} ({})", d.resource, kind_name(d.kind));
+            let _ = writeln!(text, "{}\n", d.text.trim_end());
+        }
+    }
+    for (full, short) in desired.names.shortened() {
+        crate::output::warn(&format!("name {full} is too long; using {short}"));
+    }
+    let mut report = Report::raw("render", text);
+    report.raw = false;
+    report.body.insert("documents".into(), json!(docs));
+    if a.dir.is_some() {
+        report.body.insert("files".into(), json!(files));
+    }
+    Ok(report)
+}
+
+fn with_newline(s: &str) -> String {
+    if s.ends_with('\n') {
+        s.to_string()
+    } else {
+        format!("{s}\n")
+    }
+}
+
+/// A stable file name for a document: its resource id with `/` made safe, and its format's extension.
+fn file_name(d: &Document) -> String {
+    let ext = match d.kind {
+        DocKind::HelmValues | DocKind::Manifest => "yaml",
+        _ => "json",
+    };
+    format!("{}.{ext}", d.resource.replace(['/', ':'], "_"))
+}
+
+fn kind_name(k: DocKind) -> String {
+    serde_json::to_value(k)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}

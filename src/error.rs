@@ -1,0 +1,310 @@
+//! Errors as users see them: one line saying what failed, its cause, and a hint for the fix,
+//! classified so that scripts get a stable `kind` and the right exit code.
+
+use std::fmt;
+
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+/// The class of a failure. Scripts match on it (`error.kind` in JSON output), and the AWS
+/// classes are decided by the service's error code, never by message text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorKind {
+    /// Bad input found while validating flags, files or names (exit 2 only for clap's own errors).
+    InvalidInput,
+    /// The thing asked for does not exist (an unknown cluster, say).
+    NotFound,
+    /// A create raced with something that already exists.
+    AlreadyExists,
+    /// The caller lacks an IAM permission.
+    AccessDenied,
+    /// No usable AWS credentials or region.
+    Credentials,
+    /// The service kept throttling after the SDK's retries.
+    Throttled,
+    /// A resource with karpctl's name exists but karpctl did not create it.
+    Foreign,
+    /// The cluster is in a state karpctl cannot work with (not ACTIVE, Auto Mode).
+    ClusterState,
+    /// The user declined, or no terminal was there to ask and `--yes` was not given.
+    Refused,
+    /// Any other AWS failure (5xx after retries, a validation error from the service, ...).
+    Aws,
+    /// A network failure reaching AWS.
+    Network,
+    /// A wait ran out of time.
+    Timeout,
+    /// Reading or writing a local file failed.
+    Io,
+    /// A document could not be rendered or parsed; a defect in karpctl or its input.
+    Render,
+}
+
+/// A failure with everything needed to print it usefully.
+#[derive(Debug, Clone)]
+pub struct Error {
+    /// What class of failure this is.
+    pub kind: ErrorKind,
+    /// What karpctl was doing ("failed to read IAM role KarpenterNodeRole-demo").
+    pub message: String,
+    /// The underlying cause, as the service or the OS said it.
+    pub cause: Option<String>,
+    /// What the user can do about it.
+    pub hint: Option<String>,
+}
+
+/// Shorthand used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// A new error of a kind with a message; add cause and hint with the builders.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error {
+            kind,
+            message: message.into(),
+            cause: None,
+            hint: None,
+        }
+    }
+
+    /// Invalid input, which always comes with a hint saying what is accepted.
+    pub fn invalid(message: impl Into<String>, hint: impl Into<String>) -> Self {
+        Error::new(ErrorKind::InvalidInput, message).with_hint(hint)
+    }
+
+    /// Attach the underlying cause.
+    pub fn with_cause(mut self, cause: impl Into<String>) -> Self {
+        self.cause = Some(cause.into());
+        self
+    }
+
+    /// Attach a hint for the fix.
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// The process exit code for this error (the contract: 1 for anything that could not be done).
+    pub fn exit_code(&self) -> i32 {
+        1
+    }
+
+    /// A local I/O failure on `path`.
+    pub fn io(what: impl Into<String>, path: &std::path::Path, e: std::io::Error) -> Self {
+        Error::new(ErrorKind::Io, format!("{} {}", what.into(), path.display()))
+            .with_cause(e.to_string())
+    }
+
+    /// Map an AWS SDK error to a classified error. `doing` says what failed, `action` is the IAM
+    /// action the call needs, used for the access-denied hint.
+    pub fn aws<E, R>(doing: impl Into<String>, action: &str, err: SdkError<E, R>) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: fmt::Debug,
+    {
+        let doing = doing.into();
+        match &err {
+            SdkError::ServiceError(se) => {
+                let e = se.err();
+                let code = e.code().unwrap_or("Unknown").to_string();
+                let msg = e.message().unwrap_or("").to_string();
+                let cause = if msg.is_empty() {
+                    code.clone()
+                } else {
+                    format!("{code}: {msg}")
+                };
+                let kind = classify_code(&code);
+                let hint = match kind {
+                    ErrorKind::AccessDenied => Some(format!(
+                        "the caller needs the IAM permission {action}; check its policies and any SCP or permission boundary"
+                    )),
+                    ErrorKind::Credentials => Some(CREDENTIALS_HINT.to_string()),
+                    ErrorKind::Throttled => Some("AWS kept throttling after retries; wait a minute and run again".into()),
+                    _ => None,
+                };
+                Error {
+                    kind,
+                    message: doing,
+                    cause: Some(cause),
+                    hint,
+                }
+            }
+            SdkError::ConstructionFailure(_) => {
+                let cause = source_chain(&err);
+                let (kind, hint) = if cause.contains("credentials") || cause.contains("Credentials")
+                {
+                    (ErrorKind::Credentials, CREDENTIALS_HINT.to_string())
+                } else if cause.contains("region") || cause.contains("Region") {
+                    (ErrorKind::Credentials, REGION_HINT.to_string())
+                } else {
+                    (ErrorKind::Aws, "run with -v for details".to_string())
+                };
+                Error {
+                    kind,
+                    message: doing,
+                    cause: Some(cause),
+                    hint: Some(hint),
+                }
+            }
+            SdkError::TimeoutError(_) => Error::new(ErrorKind::Timeout, doing)
+                .with_cause(source_chain(&err))
+                .with_hint("check network access to the AWS endpoint"),
+            SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+                let cause = source_chain(&err);
+                let (kind, hint) = if cause.contains("credentials") || cause.contains("Credentials")
+                {
+                    (ErrorKind::Credentials, CREDENTIALS_HINT)
+                } else {
+                    (
+                        ErrorKind::Network,
+                        "check network access to the AWS endpoint (and --endpoint-url, proxies)",
+                    )
+                };
+                Error {
+                    kind,
+                    message: doing,
+                    cause: Some(cause),
+                    hint: Some(hint.to_string()),
+                }
+            }
+            _ => Error::new(ErrorKind::Aws, doing).with_cause(source_chain(&err)),
+        }
+    }
+}
+
+/// The fix for missing credentials, shared by every place that can discover it.
+pub const CREDENTIALS_HINT: &str =
+    "configure AWS credentials: set AWS_PROFILE or --profile (run `aws sso login` for SSO), or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY";
+/// The fix for a missing region.
+pub const REGION_HINT: &str = "set --region, AWS_REGION, or a region in your AWS profile";
+
+/// Classify an AWS error code. Codes differ between services (IAM's `NoSuchEntity`, EKS's
+/// `ResourceNotFoundException`, SQS's `QueueDoesNotExist`), so they are listed per class here
+/// rather than matched at each call site.
+pub fn classify_code(code: &str) -> ErrorKind {
+    match code {
+        "NoSuchEntity"
+        | "ResourceNotFoundException"
+        | "NotFoundException"
+        | "QueueDoesNotExist"
+        | "AWS.SimpleQueueService.NonExistentQueue"
+        | "InvalidSubnetID.NotFound"
+        | "InvalidGroup.NotFound"
+        | "InvalidInstanceID.NotFound"
+        | "InvalidLaunchTemplateId.NotFound"
+        | "InvalidLaunchTemplateName.NotFoundException" => ErrorKind::NotFound,
+        "EntityAlreadyExists"
+        | "ResourceInUseException"
+        | "ResourceAlreadyExistsException"
+        | "QueueAlreadyExists"
+        | "QueueNameExists" => ErrorKind::AlreadyExists,
+        "AccessDenied"
+        | "AccessDeniedException"
+        | "UnauthorizedOperation"
+        | "UnauthorizedException"
+        | "AuthorizationError"
+        | "Forbidden" => ErrorKind::AccessDenied,
+        "InvalidClientTokenId"
+        | "UnrecognizedClientException"
+        | "ExpiredToken"
+        | "ExpiredTokenException"
+        | "SignatureDoesNotMatch"
+        | "MissingAuthenticationToken"
+        | "AuthFailure" => ErrorKind::Credentials,
+        "Throttling"
+        | "ThrottlingException"
+        | "ThrottledException"
+        | "RequestLimitExceeded"
+        | "TooManyRequestsException"
+        | "RequestThrottled"
+        | "RequestThrottledException"
+        | "SlowDown"
+        | "PriorRequestNotComplete" => ErrorKind::Throttled,
+        _ => ErrorKind::Aws,
+    }
+}
+
+/// The error's chain of sources on one line: the SDK nests the useful part several levels deep.
+fn source_chain(err: &dyn std::error::Error) -> String {
+    let mut parts = vec![err.to_string()];
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        let s = e.to_string();
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+        cur = e.source();
+    }
+    parts.join(": ")
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.message)?;
+        if let Some(c) = &self.cause {
+            write!(f, ": {c}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Lets callers ask "is this a not-found?" on a `Result` without unpacking it.
+pub trait ResultExt<T> {
+    /// `Ok(None)` when the error is a not-found, so an observation can say "absent".
+    fn found(self) -> Result<Option<T>>;
+}
+
+impl<T> ResultExt<T> for Result<T> {
+    fn found(self) -> Result<Option<T>> {
+        match self {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_classified_by_service_code() {
+        assert_eq!(classify_code("NoSuchEntity"), ErrorKind::NotFound);
+        assert_eq!(
+            classify_code("ResourceNotFoundException"),
+            ErrorKind::NotFound
+        );
+        assert_eq!(
+            classify_code("AWS.SimpleQueueService.NonExistentQueue"),
+            ErrorKind::NotFound
+        );
+        assert_eq!(
+            classify_code("EntityAlreadyExists"),
+            ErrorKind::AlreadyExists
+        );
+        assert_eq!(classify_code("AccessDenied"), ErrorKind::AccessDenied);
+        assert_eq!(
+            classify_code("UnauthorizedOperation"),
+            ErrorKind::AccessDenied
+        );
+        assert_eq!(classify_code("Throttling"), ErrorKind::Throttled);
+        assert_eq!(classify_code("RequestLimitExceeded"), ErrorKind::Throttled);
+        assert_eq!(
+            classify_code("InvalidClientTokenId"),
+            ErrorKind::Credentials
+        );
+        assert_eq!(classify_code("ValidationError"), ErrorKind::Aws);
+    }
+
+    #[test]
+    fn display_is_one_line_with_cause() {
+        let e =
+            Error::new(ErrorKind::NotFound, "failed to read X").with_cause("NoSuchEntity: gone");
+        assert_eq!(e.to_string(), "failed to read X: NoSuchEntity: gone");
+        assert!(!e.to_string().contains('\n'));
+    }
+}

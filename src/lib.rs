@@ -1,0 +1,52 @@
+//! karpctl: set up Karpenter on an existing Amazon EKS cluster, check it, and remove it.
+//!
+//! The binary is a thin shell around [`run`]: tests call it directly with parsed arguments.
+
+pub mod aws;
+pub mod cli;
+pub mod cluster;
+pub mod commands;
+pub mod context;
+pub mod desired;
+pub mod error;
+pub mod names;
+pub mod output;
+pub mod render;
+pub mod settings;
+
+use clap::CommandFactory;
+
+pub use context::Hooks;
+pub use error::{Error, ErrorKind, Result};
+pub use output::Report;
+
+/// Run one parsed command line to a report (or an error), printing nothing on stdout itself.
+pub async fn run(cli: &cli::Cli, hooks: &Hooks) -> Result<Report> {
+    use cli::Command;
+    match &cli.command {
+        Command::Render(a) => commands::render::run(&cli.global, a, hooks).await,
+        Command::Init(_) => Err(Error::invalid(
+            "init is not available yet",
+            "use `karpctl render`",
+        )),
+        Command::Convert(_) => Err(Error::invalid("convert is not available yet", "")),
+        Command::Completions { shell } => {
+            let mut buf = Vec::new();
+            clap_complete::generate(*shell, &mut cli::Cli::command(), "karpctl", &mut buf);
+            Ok(Report::raw(
+                "completions",
+                String::from_utf8_lossy(&buf).into_owned(),
+            ))
+        }
+    }
+}
+
+/// The subcommand's name, for reports and error documents.
+pub fn command_name(cli: &cli::Cli) -> &'static str {
+    match &cli.command {
+        cli::Command::Init(_) => "init",
+        cli::Command::Render(_) => "render",
+        cli::Command::Convert(_) => "convert",
+        cli::Command::Completions { .. } => "completions",
+    }
+}

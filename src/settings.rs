@@ -1,0 +1,130 @@
+//! Raw flags and environment resolved into checked settings once, before the first AWS call:
+//! bad input fails here with a hint and nothing has been read or written yet.
+
+use crate::aws::AwsOptions;
+use crate::cli::{GlobalArgs, InstallArgs};
+use crate::cluster::ClusterInfo;
+use crate::desired::{AuthMode, Partition, Target, DEFAULT_KARPENTER_VERSION};
+use crate::error::{Error, Result};
+use crate::names;
+
+/// The install's shape, validated.
+#[derive(Debug, Clone)]
+pub struct InstallOptions {
+    /// Controller namespace.
+    pub namespace: String,
+    /// Controller identity mode.
+    pub auth: AuthMode,
+    /// Karpenter version.
+    pub karpenter_version: String,
+    /// Interruption queue and rules wanted.
+    pub interruption: bool,
+    /// Default NodePool/EC2NodeClass wanted.
+    pub default_nodepool: bool,
+}
+
+impl InstallOptions {
+    /// Validate the install flags.
+    pub fn from_args(a: &InstallArgs) -> Result<Self> {
+        let karpenter_version = a
+            .karpenter_version
+            .clone()
+            .unwrap_or_else(|| DEFAULT_KARPENTER_VERSION.to_string());
+        names::validate_version(&karpenter_version)?;
+        names::validate_namespace(&a.namespace)?;
+        Ok(InstallOptions {
+            namespace: a.namespace.clone(),
+            auth: a.auth,
+            karpenter_version,
+            interruption: !a.no_interruption,
+            default_nodepool: !a.no_default_nodepool,
+        })
+    }
+
+    /// The target for a discovered cluster.
+    pub fn target_for(&self, c: &ClusterInfo) -> Target {
+        self.target(
+            &c.name,
+            &c.caller.account,
+            &c.region,
+            c.caller.partition,
+            c.issuer.clone(),
+        )
+    }
+
+    /// The target from explicit facts (offline rendering).
+    pub fn target(
+        &self,
+        cluster: &str,
+        account: &str,
+        region: &str,
+        partition: Partition,
+        issuer: Option<String>,
+    ) -> Target {
+        Target {
+            cluster: cluster.to_string(),
+            account: account.to_string(),
+            region: region.to_string(),
+            partition,
+            issuer,
+            namespace: self.namespace.clone(),
+            auth: self.auth,
+            karpenter_version: self.karpenter_version.clone(),
+            interruption: self.interruption,
+            default_nodepool: self.default_nodepool,
+        }
+    }
+}
+
+/// The cluster name, required and valid.
+pub fn require_cluster(g: &GlobalArgs) -> Result<String> {
+    let name = g.cluster.clone().ok_or_else(|| {
+        Error::invalid(
+            "no cluster given",
+            "pass --cluster NAME (or set KARPCTL_CLUSTER)",
+        )
+    })?;
+    names::validate_cluster_name(&name)?;
+    Ok(name)
+}
+
+/// The AWS connection options from the global flags.
+pub fn aws_options(g: &GlobalArgs) -> Result<AwsOptions> {
+    if let Some(r) = &g.region {
+        names::validate_region(r)?;
+    }
+    if let Some(u) = &g.endpoint_url {
+        if !(u.starts_with("http://") || u.starts_with("https://")) {
+            return Err(Error::invalid(
+                format!("invalid --endpoint-url {u:?}"),
+                "give a URL such as http://127.0.0.1:5000",
+            ));
+        }
+    }
+    Ok(AwsOptions {
+        region: g.region.clone(),
+        profile: g.profile.clone(),
+        endpoint_url: g.endpoint_url.clone(),
+    })
+}
+
+/// The region for offline work: `--region`, else `AWS_REGION`, else `AWS_DEFAULT_REGION`.
+pub fn offline_region(g: &GlobalArgs) -> Result<String> {
+    let region = g
+        .region
+        .clone()
+        .or_else(|| std::env::var("AWS_REGION").ok().filter(|s| !s.is_empty()))
+        .or_else(|| {
+            std::env::var("AWS_DEFAULT_REGION")
+                .ok()
+                .filter(|s| !s.is_empty())
+        })
+        .ok_or_else(|| {
+            Error::invalid(
+                "offline rendering needs a region",
+                "pass --region (or set AWS_REGION)",
+            )
+        })?;
+    names::validate_region(&region)?;
+    Ok(region)
+}
