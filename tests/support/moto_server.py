@@ -26,6 +26,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-H", "--host", default="127.0.0.1")
     parser.add_argument("-p", "--port", type=int, default=0, help="0 = any free port")
+    parser.add_argument("--exit-with-stdin", action="store_true",
+                        help="exit when stdin closes: the test process that started us is gone")
     args = parser.parse_args()
 
     # Must be set before moto's IAM backend is created (read at backend creation).
@@ -54,6 +56,20 @@ def main():
     os.environ.setdefault("MOTO_PORT", str(server.server_port))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     signal.signal(signal.SIGINT, lambda *_: sys.exit(0))
+    # One access-log line per request drowns the test output; errors still show.
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    if args.exit_with_stdin:
+        # Test binaries cannot run destructors for statics, so the pipe is the only signal
+        # that reliably fires when they exit (also on a crash or SIGKILL).
+        import threading
+
+        def watch_stdin():
+            sys.stdin.read()
+            os._exit(0)
+
+        threading.Thread(target=watch_stdin, daemon=True).start()
     print(f"moto_server listening on http://{args.host}:{server.server_port}", flush=True)
     try:
         server.serve_forever()

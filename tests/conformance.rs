@@ -1,0 +1,227 @@
+//! Conformance against the official Karpenter v1.14.1 reference (KARPCTL_REFERENCE_DIR): the
+//! controller policies statement for statement, the helm value keys, and the manifests against
+//! the CRD schemas. Skips with a printed reason when the variable is unset; fails when it is
+//! set but wrong.
+
+#[path = "support/crd_schema.rs"]
+mod crd_schema;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use karpctl::desired::{AuthMode, Desired, Partition, Target, DEFAULT_KARPENTER_VERSION};
+use karpctl::render::{yaml_to_json, Documents};
+use serde_json::Value;
+use serde_yaml_ng::Value as Yaml;
+
+const ACCOUNT: &str = "111122223333";
+const CLUSTER: &str = "conformance-cluster";
+
+fn desired(partition: Partition, region: &str, auth: AuthMode) -> Desired {
+    Desired::new(Target {
+        cluster: CLUSTER.into(),
+        account: ACCOUNT.into(),
+        region: region.into(),
+        partition,
+        issuer: Some(format!("https://oidc.eks.{region}.amazonaws.com/id/EXAMPLE0123")),
+        namespace: "kube-system".into(),
+        auth,
+        karpenter_version: DEFAULT_KARPENTER_VERSION.into(),
+        interruption: true,
+        default_nodepool: true,
+    })
+    .unwrap()
+}
+
+/// The template's resources, by logical id.
+fn template(dir: &Path) -> serde_yaml_ng::Mapping {
+    let text = std::fs::read_to_string(dir.join("cloudformation.yaml")).expect("read cloudformation.yaml");
+    let doc: Yaml = serde_yaml_ng::from_str(&text).expect("parse cloudformation.yaml");
+    doc.get("Resources").and_then(Yaml::as_mapping).cloned().expect("Resources")
+}
+
+/// Apply CloudFormation's `!Sub` to a string the way the stack would for this account.
+fn sub(s: &str, d: &Desired) -> String {
+    let t = &d.target;
+    s.replace("${AWS::Partition}", t.partition.as_str())
+        .replace("${AWS::Region}", &t.region)
+        .replace("${AWS::AccountId}", &t.account)
+        .replace("${AWS::URLSuffix}", t.partition.url_suffix())
+        .replace("${ClusterName}", &t.cluster)
+        .replace("${KarpenterNodeRole.Arn}", &d.node_role_arn())
+        .replace("${KarpenterInterruptionQueue.Arn}", &d.queue_arn())
+}
+
+/// The string under a `!Sub` tag (or a plain string).
+fn sub_string(v: &Yaml) -> String {
+    match v {
+        Yaml::Tagged(t) => t.value.as_str().expect("!Sub string").to_string(),
+        Yaml::String(s) => s.clone(),
+        other => panic!("expected a !Sub string, got {other:?}"),
+    }
+}
+
+/// Compare IAM documents as IAM does: a lone string equals a one-element list.
+fn normalize(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), normalize(v))).collect()),
+        Value::Array(a) if a.len() == 1 => normalize(&a[0]),
+        Value::Array(a) => Value::Array(a.iter().map(normalize).collect()),
+        other => other.clone(),
+    }
+}
+
+fn check_policies(dir: &Path, partition: Partition, region: &str) {
+    let d = desired(partition, region, AuthMode::PodIdentity);
+    let docs = Documents::render(&d).unwrap();
+    let ours: BTreeMap<String, Value> = docs.policies.iter().map(|(_, n, doc)| (n.clone(), doc.clone())).collect();
+    let mut seen = 0;
+    for (_, res) in template(dir) {
+        if res.get("Type").and_then(Yaml::as_str) != Some("AWS::IAM::ManagedPolicy") {
+            continue;
+        }
+        let props = &res["Properties"];
+        let name = sub(&sub_string(&props["ManagedPolicyName"]), &d);
+        let expected: Value = serde_json::from_str(&sub(&sub_string(&props["PolicyDocument"]), &d)).unwrap();
+        let got = ours.get(&name).unwrap_or_else(|| panic!("karpctl renders no policy named {name}"));
+        let (exp_st, got_st) = (expected["Statement"].as_array().unwrap(), got["Statement"].as_array().unwrap());
+        assert_eq!(exp_st.len(), got_st.len(), "{name}: statement count");
+        for (e, g) in exp_st.iter().zip(got_st) {
+            assert_eq!(normalize(e), normalize(g), "{name}: statement {}", e["Sid"]);
+        }
+        assert_eq!(normalize(&expected), normalize(got), "{name}");
+        seen += 1;
+    }
+    assert_eq!(seen, 6, "the template has six controller policies");
+    assert_eq!(ours.len(), 6);
+}
+
+#[test]
+fn controller_policies_match_the_reference_template_in_aws() {
+    let Some(dir) = crd_schema::reference_dir() else { return };
+    check_policies(&dir, Partition::Aws, "eu-west-1");
+}
+
+#[test]
+fn controller_policies_match_the_reference_template_in_aws_cn() {
+    let Some(dir) = crd_schema::reference_dir() else { return };
+    check_policies(&dir, Partition::AwsCn, "cn-north-1");
+}
+
+#[test]
+fn node_role_queue_and_rules_match_the_reference_template() {
+    let Some(dir) = crd_schema::reference_dir() else { return };
+    for (partition, region) in [(Partition::Aws, "us-east-1"), (Partition::AwsCn, "cn-northwest-1")] {
+        let d = desired(partition, region, AuthMode::PodIdentity);
+        let docs = Documents::render(&d).unwrap();
+        let res = template(&dir);
+        let node = &res["KarpenterNodeRole"]["Properties"];
+        let principal = sub(&sub_string(&node["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]["Service"]), &d);
+        assert_eq!(docs.node_trust["Statement"][0]["Principal"]["Service"], principal);
+        let managed: Vec<String> = node["ManagedPolicyArns"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|v| sub(&sub_string(v), &d))
+            .collect();
+        let ours: Vec<String> =
+            karpctl::desired::NODE_MANAGED_POLICIES.iter().map(|p| d.aws_managed_policy_arn(p)).collect();
+        assert_eq!(ours, managed);
+        // Queue attributes and policy statements.
+        let q = &res["KarpenterInterruptionQueue"]["Properties"];
+        assert_eq!(q["MessageRetentionPeriod"].as_u64(), Some(300));
+        assert_eq!(q["SqsManagedSseEnabled"].as_bool(), Some(true));
+        let qp = &res["KarpenterInterruptionQueuePolicy"]["Properties"]["PolicyDocument"];
+        assert_eq!(docs.queue_policy["Id"], qp["Id"].as_str().unwrap());
+        let st = &docs.queue_policy["Statement"];
+        assert_eq!(st[0]["Principal"]["Service"], serde_json::json!(["events.amazonaws.com", "sqs.amazonaws.com"]));
+        assert_eq!(st[0]["Action"], qp["Statement"][0]["Action"].as_str().unwrap());
+        assert_eq!(st[1]["Sid"], "DenyHTTP");
+        assert_eq!(st[1]["Effect"], "Deny");
+        assert_eq!(st[1]["Action"], "sqs:*");
+        assert_eq!(st[1]["Principal"], "*");
+        // Event patterns: the same five (source, detail-type) pairs.
+        let mut expected: Vec<(String, String)> = res
+            .iter()
+            .filter(|(_, r)| r.get("Type").and_then(Yaml::as_str) == Some("AWS::Events::Rule"))
+            .map(|(_, r)| {
+                let p = &r["Properties"]["EventPattern"];
+                (p["source"][0].as_str().unwrap().to_string(), p["detail-type"][0].as_str().unwrap().to_string())
+            })
+            .collect();
+        let mut ours: Vec<(String, String)> = docs
+            .event_patterns
+            .iter()
+            .map(|(_, p)| (p["source"][0].as_str().unwrap().into(), p["detail-type"][0].as_str().unwrap().into()))
+            .collect();
+        expected.sort();
+        ours.sort();
+        assert_eq!(ours, expected);
+    }
+}
+
+/// Every leaf key path of a values document (`settings.clusterName`, ...).
+fn leaf_paths(v: &Value, prefix: &str, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) if !m.is_empty() => {
+            for (k, child) in m {
+                let p = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                leaf_paths(child, &p, out);
+            }
+        }
+        _ => out.push(prefix.to_string()),
+    }
+}
+
+/// Whether `path` exists in the chart's values: every segment must exist, except below a key
+/// whose default is an empty map (`annotations: {}`, `resources: {}`), which takes any keys.
+fn exists_in_chart(chart: &Value, path: &str) -> bool {
+    let mut cur = chart;
+    for seg in path.split('.') {
+        match cur {
+            Value::Object(m) if m.is_empty() => return true,
+            Value::Object(m) => match m.get(seg) {
+                Some(next) => cur = next,
+                None => return false,
+            },
+            _ => return false,
+        }
+    }
+    true
+}
+
+#[test]
+fn every_helm_value_karpctl_sets_exists_in_the_chart() {
+    let Some(dir) = crd_schema::reference_dir() else { return };
+    let chart_text = std::fs::read_to_string(dir.join("chart/values.yaml")).expect("read chart values.yaml");
+    let chart = yaml_to_json("chart values", &chart_text).unwrap();
+    for auth in [AuthMode::Irsa, AuthMode::PodIdentity] {
+        let d = desired(Partition::Aws, "eu-west-1", auth);
+        let values = yaml_to_json("values", &Documents::render(&d).unwrap().helm_values_yaml).unwrap();
+        let mut paths = Vec::new();
+        leaf_paths(&values, "", &mut paths);
+        assert!(paths.contains(&"settings.interruptionQueue".to_string()));
+        for p in &paths {
+            assert!(exists_in_chart(&chart, p), "helm value {p} does not exist in the chart's values.yaml");
+        }
+    }
+    // The check itself must catch a stale key, such as the v0.x one a peer tool still sends.
+    assert!(!exists_in_chart(&chart, "settings.interruptionQueueName"));
+    assert!(!exists_in_chart(&chart, "settings.aws.defaultInstanceProfile"));
+}
+
+#[test]
+fn default_nodepool_and_ec2nodeclass_validate_against_the_crds() {
+    let Some(dir) = crd_schema::reference_dir() else { return };
+    let d = desired(Partition::Aws, "eu-west-1", AuthMode::PodIdentity);
+    let docs = Documents::render(&d).unwrap();
+    for text in [&docs.node_pool_yaml, &docs.node_class_yaml] {
+        let manifest = yaml_to_json("manifest", text).unwrap();
+        let errors = crd_schema::validate_manifest(&dir, &manifest);
+        assert!(errors.is_empty(), "{} is invalid: {errors:?}", manifest["kind"]);
+    }
+    // And the validator rejects a broken one, so the check above can fail.
+    let mut broken = yaml_to_json("manifest", &docs.node_pool_yaml).unwrap();
+    broken["spec"]["disruption"]["consolidationPolicy"] = "WhenUnderutilized".into();
+    assert!(!crd_schema::validate_manifest(&dir, &broken).is_empty());
+}
