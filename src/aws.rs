@@ -47,9 +47,7 @@ pub struct Aws {
 
 /// Whether an operation name denotes a call that changes nothing (by AWS's naming convention).
 pub fn is_read_only(operation: &str) -> bool {
-    ["Get", "List", "Describe", "Head"]
-        .iter()
-        .any(|p| operation.starts_with(p))
+    ["Get", "List", "Describe", "Head"].iter().any(|p| operation.starts_with(p))
 }
 
 /// Logs every AWS call at debug level (`-vv` or `RUST_LOG=karpctl=debug`), marking the mutating
@@ -68,17 +66,8 @@ impl Intercept for CallLogger {
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         if let Some(m) = cfg.load::<Metadata>() {
-            let kind = if is_read_only(m.name()) {
-                "read"
-            } else {
-                "write"
-            };
-            tracing::debug!(
-                service = m.service(),
-                operation = m.name(),
-                kind,
-                "aws call"
-            );
+            let kind = if is_read_only(m.name()) { "read" } else { "write" };
+            tracing::debug!(service = m.service(), operation = m.name(), kind, "aws call");
         }
         Ok(())
     }
@@ -102,11 +91,7 @@ impl Aws {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             // Throttling and 5xx are retried by the SDK with jittered exponential backoff; the
             // adaptive mode also slows the client down when a service keeps throttling.
-            .retry_config(
-                RetryConfig::adaptive()
-                    .with_max_attempts(6)
-                    .with_initial_backoff(Duration::from_millis(200)),
-            )
+            .retry_config(RetryConfig::adaptive().with_max_attempts(6).with_initial_backoff(Duration::from_millis(200)))
             // Every call has a bound, so no run can hang on a dead connection.
             .timeout_config(
                 TimeoutConfig::builder()
@@ -126,10 +111,7 @@ impl Aws {
         }
         let config = loader.load().await;
         if config.region().is_none() {
-            return Err(
-                Error::new(ErrorKind::Credentials, "no AWS region is configured")
-                    .with_hint(REGION_HINT),
-            );
+            return Err(Error::new(ErrorKind::Credentials, "no AWS region is configured").with_hint(REGION_HINT));
         }
         let mut all: Vec<SharedInterceptor> = vec![SharedInterceptor::new(CallLogger)];
         all.extend(interceptors.iter().cloned());
@@ -146,10 +128,7 @@ impl Aws {
 
     /// The region in use.
     pub fn region(&self) -> String {
-        self.config
-            .region()
-            .map(|r| r.to_string())
-            .unwrap_or_default()
+        self.config.region().map(|r| r.to_string()).unwrap_or_default()
     }
 }
 

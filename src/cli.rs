@@ -55,14 +55,7 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_name = "URL")]
     pub endpoint_url: Option<String>,
     /// Result format on stdout.
-    #[arg(
-        short = 'o',
-        long,
-        env = "KARPCTL_OUTPUT",
-        value_enum,
-        default_value = "text",
-        global = true
-    )]
+    #[arg(short = 'o', long, env = "KARPCTL_OUTPUT", value_enum, default_value = "text", global = true)]
     pub output: OutputFormat,
     /// Do not ask for confirmation (required for changes when stdin is not a terminal).
     #[arg(short = 'y', long, global = true)]

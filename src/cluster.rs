@@ -73,20 +73,15 @@ pub struct ClusterInfo {
 
 /// Read the caller's identity.
 pub async fn caller(aws: &Aws) -> Result<Caller> {
-    let out = aws.sts.get_caller_identity().send().await.map_err(|e| {
-        Error::aws(
-            "failed to read the caller's AWS identity",
-            "sts:GetCallerIdentity",
-            e,
-        )
-    })?;
+    let out = aws
+        .sts
+        .get_caller_identity()
+        .send()
+        .await
+        .map_err(|e| Error::aws("failed to read the caller's AWS identity", "sts:GetCallerIdentity", e))?;
     let arn = out.arn().unwrap_or_default().to_string();
     let account = out.account().unwrap_or_default().to_string();
-    Ok(Caller {
-        partition: Partition::from_arn(&arn)?,
-        arn,
-        account,
-    })
+    Ok(Caller { partition: Partition::from_arn(&arn)?, arn, account })
 }
 
 /// Discover the cluster and the caller concurrently. A missing cluster is an error that lists
@@ -98,11 +93,8 @@ pub async fn discover(aws: &Aws, name: &str) -> Result<ClusterInfo> {
     let out = match described {
         Ok(o) => o,
         Err(e) => {
-            let err = Error::aws(
-                format!("failed to describe EKS cluster {name} in {region}"),
-                "eks:DescribeCluster",
-                e,
-            );
+            let err =
+                Error::aws(format!("failed to describe EKS cluster {name} in {region}"), "eks:DescribeCluster", e);
             if err.kind == ErrorKind::NotFound {
                 return Err(not_found(aws, name, &region).await);
             }
@@ -110,11 +102,8 @@ pub async fn discover(aws: &Aws, name: &str) -> Result<ClusterInfo> {
         }
     };
     let c = out.cluster().ok_or_else(|| {
-        Error::new(
-            ErrorKind::Aws,
-            format!("EKS returned no cluster for {name}"),
-        )
-        .with_hint("run again; report it if it persists")
+        Error::new(ErrorKind::Aws, format!("EKS returned no cluster for {name}"))
+            .with_hint("run again; report it if it persists")
     })?;
     let vpc = c.resources_vpc_config();
     let auth_mode = match c.access_config().and_then(|a| a.authentication_mode()) {
@@ -128,42 +117,24 @@ pub async fn discover(aws: &Aws, name: &str) -> Result<ClusterInfo> {
         region,
         caller: who,
         version: c.version().unwrap_or_default().to_string(),
-        status: c
-            .status()
-            .map(|s| s.as_str().to_string())
-            .unwrap_or_else(|| "UNKNOWN".into()),
+        status: c.status().map(|s| s.as_str().to_string()).unwrap_or_else(|| "UNKNOWN".into()),
         endpoint: c.endpoint().map(str::to_string),
-        ca_data: c
-            .certificate_authority()
-            .and_then(|ca| ca.data())
-            .map(str::to_string),
-        issuer: c
-            .identity()
-            .and_then(|i| i.oidc())
-            .and_then(|o| o.issuer())
-            .map(str::to_string),
+        ca_data: c.certificate_authority().and_then(|ca| ca.data()).map(str::to_string),
+        issuer: c.identity().and_then(|i| i.oidc()).and_then(|o| o.issuer()).map(str::to_string),
         vpc_id: vpc.and_then(|v| v.vpc_id()).map(str::to_string),
         subnet_ids: vpc.map(|v| v.subnet_ids().to_vec()).unwrap_or_default(),
-        cluster_security_group_id: vpc
-            .and_then(|v| v.cluster_security_group_id())
-            .map(str::to_string),
+        cluster_security_group_id: vpc.and_then(|v| v.cluster_security_group_id()).map(str::to_string),
         auth_mode,
-        auto_mode: c
-            .compute_config()
-            .and_then(|cc| cc.enabled())
-            .unwrap_or(false),
+        auto_mode: c.compute_config().and_then(|cc| cc.enabled()).unwrap_or(false),
     })
 }
 
 async fn not_found(aws: &Aws, name: &str, region: &str) -> Error {
-    let err = Error::new(
-        ErrorKind::NotFound,
-        format!("EKS cluster {name} not found in {region}"),
-    );
+    let err = Error::new(ErrorKind::NotFound, format!("EKS cluster {name} not found in {region}"));
     match aws.eks.list_clusters().send().await {
-        Ok(l) if l.clusters().is_empty() => err.with_hint(format!(
-            "there are no EKS clusters in {region}; check --region and --profile"
-        )),
+        Ok(l) if l.clusters().is_empty() => {
+            err.with_hint(format!("there are no EKS clusters in {region}; check --region and --profile"))
+        }
         Ok(l) => err.with_hint(format!(
             "clusters in {region}: {}; check the name, --region and --profile",
             l.clusters().join(", ")
@@ -185,9 +156,7 @@ impl ClusterInfo {
                 ErrorKind::ClusterState,
                 format!("cluster {} is {}, not ACTIVE", self.name, self.status),
             )
-            .with_hint(
-                "wait until the cluster is ACTIVE (aws eks wait cluster-active), then run again",
-            ));
+            .with_hint("wait until the cluster is ACTIVE (aws eks wait cluster-active), then run again"));
         }
         Ok(())
     }

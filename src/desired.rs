@@ -60,10 +60,7 @@ impl Partition {
             "aws" => Ok(Partition::Aws),
             "aws-cn" => Ok(Partition::AwsCn),
             "aws-us-gov" => Ok(Partition::AwsUsGov),
-            _ => Err(Error::invalid(
-                format!("unknown AWS partition {s:?}"),
-                "use aws, aws-cn or aws-us-gov",
-            )),
+            _ => Err(Error::invalid(format!("unknown AWS partition {s:?}"), "use aws, aws-cn or aws-us-gov")),
         }
     }
 
@@ -71,10 +68,7 @@ impl Partition {
     pub fn from_arn(arn: &str) -> Result<Self> {
         match arn.split(':').nth(1) {
             Some(p) => Partition::parse(p),
-            None => Err(Error::invalid(
-                format!("not an ARN: {arn:?}"),
-                "expected arn:PARTITION:...",
-            )),
+            None => Err(Error::invalid(format!("not an ARN: {arn:?}"), "expected arn:PARTITION:...")),
         }
     }
 
@@ -156,26 +150,10 @@ impl PolicyPart {
 /// The five interruption event rules: (kind used in the rule name, source, detail-type).
 pub const EVENT_RULES: [(&str, &str, &str); 5] = [
     ("ScheduledChange", "aws.health", "AWS Health Event"),
-    (
-        "SpotInterruption",
-        "aws.ec2",
-        "EC2 Spot Instance Interruption Warning",
-    ),
-    (
-        "Rebalance",
-        "aws.ec2",
-        "EC2 Instance Rebalance Recommendation",
-    ),
-    (
-        "InstanceStateChange",
-        "aws.ec2",
-        "EC2 Instance State-change Notification",
-    ),
-    (
-        "CapacityReservationInterruption",
-        "aws.ec2",
-        "EC2 Capacity Reservation Instance Interruption Warning",
-    ),
+    ("SpotInterruption", "aws.ec2", "EC2 Spot Instance Interruption Warning"),
+    ("Rebalance", "aws.ec2", "EC2 Instance Rebalance Recommendation"),
+    ("InstanceStateChange", "aws.ec2", "EC2 Instance State-change Notification"),
+    ("CapacityReservationInterruption", "aws.ec2", "EC2 Capacity Reservation Instance Interruption Warning"),
 ];
 
 /// The AWS managed policies the node role needs (karpenter-facts §3: all four).
@@ -232,30 +210,13 @@ impl Names {
     /// Derive every name from the cluster name.
     pub fn for_cluster(cluster: &str) -> Self {
         Names {
-            controller_role: fit(
-                &format!("KarpenterControllerRole-{cluster}"),
-                names::ROLE_NAME_MAX,
-            ),
-            node_role: fit(
-                &format!("KarpenterNodeRole-{cluster}"),
-                names::ROLE_NAME_MAX,
-            ),
+            controller_role: fit(&format!("KarpenterControllerRole-{cluster}"), names::ROLE_NAME_MAX),
+            node_role: fit(&format!("KarpenterNodeRole-{cluster}"), names::ROLE_NAME_MAX),
             policies: PolicyPart::ALL
                 .iter()
-                .map(|p| {
-                    (
-                        *p,
-                        fit(
-                            &format!("KarpenterController{}Policy-{cluster}", p.name()),
-                            names::POLICY_NAME_MAX,
-                        ),
-                    )
-                })
+                .map(|p| (*p, fit(&format!("KarpenterController{}Policy-{cluster}", p.name()), names::POLICY_NAME_MAX)))
                 .collect(),
-            instance_profile: fit(
-                &format!("KarpenterNodeInstanceProfile-{cluster}"),
-                names::INSTANCE_PROFILE_NAME_MAX,
-            ),
+            instance_profile: fit(&format!("KarpenterNodeInstanceProfile-{cluster}"), names::INSTANCE_PROFILE_NAME_MAX),
             queue: fit(cluster, names::QUEUE_NAME_MAX),
             rules: EVENT_RULES
                 .iter()
@@ -266,17 +227,10 @@ impl Names {
 
     /// Every name that was shortened, as (full, short), for reporting.
     pub fn shortened(&self) -> Vec<(String, String)> {
-        let mut all: Vec<&Name> = vec![
-            &self.controller_role,
-            &self.node_role,
-            &self.instance_profile,
-            &self.queue,
-        ];
+        let mut all: Vec<&Name> = vec![&self.controller_role, &self.node_role, &self.instance_profile, &self.queue];
         all.extend(self.policies.iter().map(|(_, n)| n));
         all.extend(self.rules.iter());
-        all.into_iter()
-            .filter_map(|n| n.shortened_from.clone().map(|f| (f, n.name.clone())))
-            .collect()
+        all.into_iter().filter_map(|n| n.shortened_from.clone().map(|f| (f, n.name.clone()))).collect()
     }
 }
 
@@ -315,11 +269,7 @@ impl Desired {
     }
 
     fn iam_arn(&self, kind: &str, name: &str) -> String {
-        format!(
-            "arn:{}:iam::{}:{kind}/{name}",
-            self.target.partition.as_str(),
-            self.target.account
-        )
+        format!("arn:{}:iam::{}:{kind}/{name}", self.target.partition.as_str(), self.target.account)
     }
 
     /// The node role's ARN.
@@ -339,10 +289,7 @@ impl Desired {
 
     /// An AWS managed policy's ARN (`arn:P:iam::aws:policy/NAME`).
     pub fn aws_managed_policy_arn(&self, name: &str) -> String {
-        format!(
-            "arn:{}:iam::aws:policy/{name}",
-            self.target.partition.as_str()
-        )
+        format!("arn:{}:iam::aws:policy/{name}", self.target.partition.as_str())
     }
 
     /// The interruption queue's ARN.
@@ -369,11 +316,7 @@ impl Desired {
 
     /// The IAM OIDC provider's ARN: the issuer without its scheme (the seed document's bug was keeping it).
     pub fn oidc_provider_arn(&self) -> Option<String> {
-        let hp = self
-            .target
-            .issuer
-            .as_deref()
-            .and_then(|i| issuer_host_path(i).ok())?;
+        let hp = self.target.issuer.as_deref().and_then(|i| issuer_host_path(i).ok())?;
         Some(self.iam_arn("oidc-provider", &hp))
     }
 
@@ -399,16 +342,11 @@ impl Desired {
 
 /// `https://oidc.eks.R.amazonaws.com/id/XYZ` → `oidc.eks.R.amazonaws.com/id/XYZ`.
 pub fn issuer_host_path(issuer: &str) -> Result<String> {
-    let hp = issuer
-        .strip_prefix("https://")
-        .unwrap_or(issuer)
-        .trim_end_matches('/');
+    let hp = issuer.strip_prefix("https://").unwrap_or(issuer).trim_end_matches('/');
     let valid = !hp.is_empty()
         && hp.contains('/')
         && !hp.contains("://")
-        && hp
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-._/".contains(c));
+        && hp.chars().all(|c| c.is_ascii_alphanumeric() || "-._/".contains(c));
     if valid {
         Ok(hp.to_string())
     } else {
@@ -441,10 +379,7 @@ pub(crate) mod tests {
     #[test]
     fn arns_follow_the_partition() {
         let d = Desired::new(target(AuthMode::Irsa)).unwrap();
-        assert_eq!(
-            d.node_role_arn(),
-            "arn:aws:iam::111122223333:role/KarpenterNodeRole-demo"
-        );
+        assert_eq!(d.node_role_arn(), "arn:aws:iam::111122223333:role/KarpenterNodeRole-demo");
         assert_eq!(d.queue_arn(), "arn:aws:sqs:eu-west-1:111122223333:demo");
         assert_eq!(
             d.oidc_provider_arn().unwrap(),
@@ -454,22 +389,13 @@ pub(crate) mod tests {
         t.partition = Partition::AwsCn;
         t.region = "cn-north-1".into();
         let d = Desired::new(t).unwrap();
-        assert_eq!(
-            d.node_role_arn(),
-            "arn:aws-cn:iam::111122223333:role/KarpenterNodeRole-demo"
-        );
-        assert_eq!(
-            d.aws_managed_policy_arn("X"),
-            "arn:aws-cn:iam::aws:policy/X"
-        );
+        assert_eq!(d.node_role_arn(), "arn:aws-cn:iam::111122223333:role/KarpenterNodeRole-demo");
+        assert_eq!(d.aws_managed_policy_arn("X"), "arn:aws-cn:iam::aws:policy/X");
     }
 
     #[test]
     fn partitions() {
-        assert_eq!(
-            Partition::from_arn("arn:aws-us-gov:iam::1:user/x").unwrap(),
-            Partition::AwsUsGov
-        );
+        assert_eq!(Partition::from_arn("arn:aws-us-gov:iam::1:user/x").unwrap(), Partition::AwsUsGov);
         assert_eq!(Partition::from_region("cn-northwest-1"), Partition::AwsCn);
         assert_eq!(Partition::AwsCn.url_suffix(), "amazonaws.com.cn");
         assert!(Partition::parse("aws-moon").is_err());

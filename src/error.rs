@@ -52,6 +52,8 @@ pub struct Error {
     pub cause: Option<String>,
     /// What the user can do about it.
     pub hint: Option<String>,
+    /// The AWS error code, when the failure came from an AWS service.
+    pub code: Option<String>,
 }
 
 /// Shorthand used throughout the crate.
@@ -60,12 +62,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// A new error of a kind with a message; add cause and hint with the builders.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Error {
-            kind,
-            message: message.into(),
-            cause: None,
-            hint: None,
-        }
+        Error { kind, message: message.into(), cause: None, hint: None, code: None }
     }
 
     /// Invalid input, which always comes with a hint saying what is accepted.
@@ -92,8 +89,7 @@ impl Error {
 
     /// A local I/O failure on `path`.
     pub fn io(what: impl Into<String>, path: &std::path::Path, e: std::io::Error) -> Self {
-        Error::new(ErrorKind::Io, format!("{} {}", what.into(), path.display()))
-            .with_cause(e.to_string())
+        Error::new(ErrorKind::Io, format!("{} {}", what.into(), path.display())).with_cause(e.to_string())
     }
 
     /// Map an AWS SDK error to a classified error. `doing` says what failed, `action` is the IAM
@@ -109,11 +105,7 @@ impl Error {
                 let e = se.err();
                 let code = e.code().unwrap_or("Unknown").to_string();
                 let msg = e.message().unwrap_or("").to_string();
-                let cause = if msg.is_empty() {
-                    code.clone()
-                } else {
-                    format!("{code}: {msg}")
-                };
+                let cause = if msg.is_empty() { code.clone() } else { format!("{code}: {msg}") };
                 let kind = classify_code(&code);
                 let hint = match kind {
                     ErrorKind::AccessDenied => Some(format!(
@@ -123,50 +115,30 @@ impl Error {
                     ErrorKind::Throttled => Some("AWS kept throttling after retries; wait a minute and run again".into()),
                     _ => None,
                 };
-                Error {
-                    kind,
-                    message: doing,
-                    cause: Some(cause),
-                    hint,
-                }
+                Error { kind, message: doing, cause: Some(cause), hint, code: Some(code) }
             }
             SdkError::ConstructionFailure(_) => {
                 let cause = source_chain(&err);
-                let (kind, hint) = if cause.contains("credentials") || cause.contains("Credentials")
-                {
+                let (kind, hint) = if cause.contains("credentials") || cause.contains("Credentials") {
                     (ErrorKind::Credentials, CREDENTIALS_HINT.to_string())
                 } else if cause.contains("region") || cause.contains("Region") {
                     (ErrorKind::Credentials, REGION_HINT.to_string())
                 } else {
                     (ErrorKind::Aws, "run with -v for details".to_string())
                 };
-                Error {
-                    kind,
-                    message: doing,
-                    cause: Some(cause),
-                    hint: Some(hint),
-                }
+                Error::new(kind, doing).with_cause(cause).with_hint(hint)
             }
             SdkError::TimeoutError(_) => Error::new(ErrorKind::Timeout, doing)
                 .with_cause(source_chain(&err))
                 .with_hint("check network access to the AWS endpoint"),
             SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
                 let cause = source_chain(&err);
-                let (kind, hint) = if cause.contains("credentials") || cause.contains("Credentials")
-                {
+                let (kind, hint) = if cause.contains("credentials") || cause.contains("Credentials") {
                     (ErrorKind::Credentials, CREDENTIALS_HINT)
                 } else {
-                    (
-                        ErrorKind::Network,
-                        "check network access to the AWS endpoint (and --endpoint-url, proxies)",
-                    )
+                    (ErrorKind::Network, "check network access to the AWS endpoint (and --endpoint-url, proxies)")
                 };
-                Error {
-                    kind,
-                    message: doing,
-                    cause: Some(cause),
-                    hint: Some(hint.to_string()),
-                }
+                Error::new(kind, doing).with_cause(cause).with_hint(hint)
             }
             _ => Error::new(ErrorKind::Aws, doing).with_cause(source_chain(&err)),
         }
@@ -274,36 +246,20 @@ mod tests {
     #[test]
     fn codes_are_classified_by_service_code() {
         assert_eq!(classify_code("NoSuchEntity"), ErrorKind::NotFound);
-        assert_eq!(
-            classify_code("ResourceNotFoundException"),
-            ErrorKind::NotFound
-        );
-        assert_eq!(
-            classify_code("AWS.SimpleQueueService.NonExistentQueue"),
-            ErrorKind::NotFound
-        );
-        assert_eq!(
-            classify_code("EntityAlreadyExists"),
-            ErrorKind::AlreadyExists
-        );
+        assert_eq!(classify_code("ResourceNotFoundException"), ErrorKind::NotFound);
+        assert_eq!(classify_code("AWS.SimpleQueueService.NonExistentQueue"), ErrorKind::NotFound);
+        assert_eq!(classify_code("EntityAlreadyExists"), ErrorKind::AlreadyExists);
         assert_eq!(classify_code("AccessDenied"), ErrorKind::AccessDenied);
-        assert_eq!(
-            classify_code("UnauthorizedOperation"),
-            ErrorKind::AccessDenied
-        );
+        assert_eq!(classify_code("UnauthorizedOperation"), ErrorKind::AccessDenied);
         assert_eq!(classify_code("Throttling"), ErrorKind::Throttled);
         assert_eq!(classify_code("RequestLimitExceeded"), ErrorKind::Throttled);
-        assert_eq!(
-            classify_code("InvalidClientTokenId"),
-            ErrorKind::Credentials
-        );
+        assert_eq!(classify_code("InvalidClientTokenId"), ErrorKind::Credentials);
         assert_eq!(classify_code("ValidationError"), ErrorKind::Aws);
     }
 
     #[test]
     fn display_is_one_line_with_cause() {
-        let e =
-            Error::new(ErrorKind::NotFound, "failed to read X").with_cause("NoSuchEntity: gone");
+        let e = Error::new(ErrorKind::NotFound, "failed to read X").with_cause("NoSuchEntity: gone");
         assert_eq!(e.to_string(), "failed to read X: NoSuchEntity: gone");
         assert!(!e.to_string().contains('\n'));
     }

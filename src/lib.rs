@@ -7,11 +7,15 @@ pub mod cli;
 pub mod cluster;
 pub mod commands;
 pub mod context;
+pub mod convert;
 pub mod desired;
 pub mod error;
+pub mod helm;
 pub mod names;
 pub mod output;
+pub mod plan;
 pub mod render;
+pub mod resources;
 pub mod settings;
 
 use clap::CommandFactory;
@@ -25,18 +29,12 @@ pub async fn run(cli: &cli::Cli, hooks: &Hooks) -> Result<Report> {
     use cli::Command;
     match &cli.command {
         Command::Render(a) => commands::render::run(&cli.global, a, hooks).await,
-        Command::Init(_) => Err(Error::invalid(
-            "init is not available yet",
-            "use `karpctl render`",
-        )),
+        Command::Init(a) => commands::init::run(&cli.global, a, hooks).await,
         Command::Convert(_) => Err(Error::invalid("convert is not available yet", "")),
         Command::Completions { shell } => {
             let mut buf = Vec::new();
             clap_complete::generate(*shell, &mut cli::Cli::command(), "karpctl", &mut buf);
-            Ok(Report::raw(
-                "completions",
-                String::from_utf8_lossy(&buf).into_owned(),
-            ))
+            Ok(Report::raw("completions", String::from_utf8_lossy(&buf).into_owned()))
         }
     }
 }

@@ -12,18 +12,12 @@ fn main() {
     output::init_colors(cli.global.color);
     let verbosity = cli.global.verbose as i8 - cli.global.quiet as i8;
     init_logging(verbosity);
-    let out = Output {
-        format: cli.global.output,
-        verbosity,
-    };
+    let out = Output { format: cli.global.output, verbosity };
     let hooks = karpctl::Hooks {
         interceptors: Vec::new(),
         interactive: std::io::stdin().is_terminal() && std::io::stderr().is_terminal(),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: failed to start the async runtime: {e}");

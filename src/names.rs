@@ -29,19 +29,13 @@ pub struct Name {
 /// the same input always gives the same name, and two long names that share a prefix differ.
 pub fn fit(full: &str, max: usize) -> Name {
     if full.len() <= max {
-        return Name {
-            name: full.to_string(),
-            shortened_from: None,
-        };
+        return Name { name: full.to_string(), shortened_from: None };
     }
     let digest = Sha256::digest(full.as_bytes());
     let hash: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
     let keep = max - hash.len() - 1;
     let prefix = full[..keep].trim_end_matches(['-', '_', '.']);
-    Name {
-        name: format!("{prefix}-{hash}"),
-        shortened_from: Some(full.to_string()),
-    }
+    Name { name: format!("{prefix}-{hash}"), shortened_from: Some(full.to_string()) }
 }
 
 /// Validate an EKS cluster name: 1–100 characters, starting with a letter or digit, then letters,
@@ -50,13 +44,8 @@ pub fn fit(full: &str, max: usize) -> Name {
 pub fn validate_cluster_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 100
-        && name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     if ok {
         Ok(())
     } else {
@@ -71,9 +60,7 @@ pub fn validate_cluster_name(name: &str) -> Result<()> {
 pub fn validate_namespace(ns: &str) -> Result<()> {
     let ok = !ns.is_empty()
         && ns.len() <= 63
-        && ns
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && ns.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && !ns.starts_with('-')
         && !ns.ends_with('-');
     if ok {
@@ -89,10 +76,7 @@ pub fn validate_namespace(ns: &str) -> Result<()> {
 /// Validate a Karpenter version: `X.Y.Z` without a leading `v` (the chart's own spelling).
 pub fn validate_version(v: &str) -> Result<()> {
     let parts: Vec<&str> = v.split('.').collect();
-    let ok = parts.len() == 3
-        && parts
-            .iter()
-            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
+    let ok = parts.len() == 3 && parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
     if ok {
         Ok(())
     } else {
@@ -101,10 +85,7 @@ pub fn validate_version(v: &str) -> Result<()> {
         } else {
             "give the version as X.Y.Z, e.g. 1.14.1".to_string()
         };
-        Err(Error::invalid(
-            format!("invalid Karpenter version {v:?}"),
-            hint,
-        ))
+        Err(Error::invalid(format!("invalid Karpenter version {v:?}"), hint))
     }
 }
 
@@ -112,21 +93,12 @@ pub fn validate_version(v: &str) -> Result<()> {
 pub fn validate_region(r: &str) -> Result<()> {
     let parts: Vec<&str> = r.split('-').collect();
     let ok = parts.len() >= 3
-        && parts.iter().all(|p| {
-            !p.is_empty()
-                && p.chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-        })
-        && parts
-            .last()
-            .is_some_and(|p| p.chars().all(|c| c.is_ascii_digit()));
+        && parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()))
+        && parts.last().is_some_and(|p| p.chars().all(|c| c.is_ascii_digit()));
     if ok {
         Ok(())
     } else {
-        Err(Error::invalid(
-            format!("invalid AWS region {r:?}"),
-            "give a region such as us-east-1 or eu-west-1",
-        ))
+        Err(Error::invalid(format!("invalid AWS region {r:?}"), "give a region such as us-east-1 or eu-west-1"))
     }
 }
 
@@ -135,10 +107,7 @@ pub fn validate_account(a: &str) -> Result<()> {
     if a.len() == 12 && a.chars().all(|c| c.is_ascii_digit()) {
         Ok(())
     } else {
-        Err(Error::invalid(
-            format!("invalid AWS account id {a:?}"),
-            "an account id is 12 digits",
-        ))
+        Err(Error::invalid(format!("invalid AWS account id {a:?}"), "an account id is 12 digits"))
     }
 }
 
@@ -162,10 +131,7 @@ mod tests {
         assert_eq!(a.name.len(), ROLE_NAME_MAX);
         assert!(a.name.starts_with("KarpenterControllerRole-aaa"));
         assert_eq!(a.shortened_from.as_deref(), Some(full.as_str()));
-        let other = fit(
-            &format!("KarpenterControllerRole-{}b", "a".repeat(60)),
-            ROLE_NAME_MAX,
-        );
+        let other = fit(&format!("KarpenterControllerRole-{}b", "a".repeat(60)), ROLE_NAME_MAX);
         assert_ne!(a.name, other.name);
     }
 

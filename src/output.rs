@@ -28,13 +28,7 @@ pub struct Report {
 impl Report {
     /// A report whose stdout is the same text in every format.
     pub fn raw(command: &'static str, text: String) -> Self {
-        Report {
-            command,
-            body: Map::new(),
-            text,
-            exit_code: 0,
-            raw: true,
-        }
+        Report { command, body: Map::new(), text, exit_code: 0, raw: true }
     }
 
     /// The stable JSON document (`schema_version` 1).
@@ -63,9 +57,7 @@ pub fn color_enabled(choice: ColorChoice, is_terminal: bool) -> bool {
     match choice {
         ColorChoice::Always => true,
         ColorChoice::Never => false,
-        ColorChoice::Auto => {
-            is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-        }
+        ColorChoice::Auto => is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
     }
 }
 
@@ -97,12 +89,7 @@ impl Output {
     /// also as the contract's error document on stdout, so a script always gets one document.
     pub fn print_error(&self, command: &str, e: &Error) {
         let mut err = std::io::stderr().lock();
-        let _ = writeln!(
-            err,
-            "{} {}",
-            console::style("error:").red().bold(),
-            e.message
-        );
+        let _ = writeln!(err, "{} {}", console::style("error:").red().bold(), e.message);
         if let Some(c) = &e.cause {
             let _ = writeln!(err, "  caused by: {c}");
         }

@@ -5,9 +5,7 @@
 use minijinja::{context, AutoEscape, Environment, UndefinedBehavior, Value as JValue};
 use serde_json::Value;
 
-use crate::desired::{
-    issuer_host_path, AuthMode, Desired, PolicyPart, EVENT_RULES, SERVICE_ACCOUNT,
-};
+use crate::desired::{issuer_host_path, AuthMode, Desired, PolicyPart, EVENT_RULES, SERVICE_ACCOUNT};
 use crate::error::{Error, ErrorKind, Result};
 
 /// IAM's limit on a managed policy document, counted without white space.
@@ -15,62 +13,20 @@ pub const POLICY_SIZE_MAX: usize = 6144;
 
 /// The templates, embedded so the binary is self-contained.
 const TEMPLATES: &[(&str, &str)] = &[
-    (
-        "policies/node-lifecycle.json.j2",
-        include_str!("../templates/policies/node-lifecycle.json.j2"),
-    ),
-    (
-        "policies/iam-integration.json.j2",
-        include_str!("../templates/policies/iam-integration.json.j2"),
-    ),
-    (
-        "policies/eks-integration.json.j2",
-        include_str!("../templates/policies/eks-integration.json.j2"),
-    ),
-    (
-        "policies/interruption.json.j2",
-        include_str!("../templates/policies/interruption.json.j2"),
-    ),
-    (
-        "policies/zonal-shift.json.j2",
-        include_str!("../templates/policies/zonal-shift.json.j2"),
-    ),
-    (
-        "policies/resource-discovery.json.j2",
-        include_str!("../templates/policies/resource-discovery.json.j2"),
-    ),
-    (
-        "trust/irsa.json.j2",
-        include_str!("../templates/trust/irsa.json.j2"),
-    ),
-    (
-        "trust/pod-identity.json.j2",
-        include_str!("../templates/trust/pod-identity.json.j2"),
-    ),
-    (
-        "trust/node.json.j2",
-        include_str!("../templates/trust/node.json.j2"),
-    ),
-    (
-        "queue-policy.json.j2",
-        include_str!("../templates/queue-policy.json.j2"),
-    ),
-    (
-        "event-pattern.json.j2",
-        include_str!("../templates/event-pattern.json.j2"),
-    ),
-    (
-        "manifests/helm-values.yaml.j2",
-        include_str!("../templates/manifests/helm-values.yaml.j2"),
-    ),
-    (
-        "manifests/ec2nodeclass.yaml.j2",
-        include_str!("../templates/manifests/ec2nodeclass.yaml.j2"),
-    ),
-    (
-        "manifests/nodepool.yaml.j2",
-        include_str!("../templates/manifests/nodepool.yaml.j2"),
-    ),
+    ("policies/node-lifecycle.json.j2", include_str!("../templates/policies/node-lifecycle.json.j2")),
+    ("policies/iam-integration.json.j2", include_str!("../templates/policies/iam-integration.json.j2")),
+    ("policies/eks-integration.json.j2", include_str!("../templates/policies/eks-integration.json.j2")),
+    ("policies/interruption.json.j2", include_str!("../templates/policies/interruption.json.j2")),
+    ("policies/zonal-shift.json.j2", include_str!("../templates/policies/zonal-shift.json.j2")),
+    ("policies/resource-discovery.json.j2", include_str!("../templates/policies/resource-discovery.json.j2")),
+    ("trust/irsa.json.j2", include_str!("../templates/trust/irsa.json.j2")),
+    ("trust/pod-identity.json.j2", include_str!("../templates/trust/pod-identity.json.j2")),
+    ("trust/node.json.j2", include_str!("../templates/trust/node.json.j2")),
+    ("queue-policy.json.j2", include_str!("../templates/queue-policy.json.j2")),
+    ("event-pattern.json.j2", include_str!("../templates/event-pattern.json.j2")),
+    ("manifests/helm-values.yaml.j2", include_str!("../templates/manifests/helm-values.yaml.j2")),
+    ("manifests/ec2nodeclass.yaml.j2", include_str!("../templates/manifests/ec2nodeclass.yaml.j2")),
+    ("manifests/nodepool.yaml.j2", include_str!("../templates/manifests/nodepool.yaml.j2")),
 ];
 
 /// What kind of document a rendered entry is (the contract's `render` kinds).
@@ -133,44 +89,34 @@ fn environment() -> Result<Environment<'static>> {
     // validated names, so minijinja's JSON auto-escaping for `.json.j2` would only double-quote them.
     env.set_auto_escape_callback(|_| AutoEscape::None);
     for (name, source) in TEMPLATES {
-        env.add_template(name, source)
-            .map_err(|e| render_error(name, e))?;
+        env.add_template(name, source).map_err(|e| render_error(name, e))?;
     }
     Ok(env)
 }
 
 fn render_error(name: &str, e: minijinja::Error) -> Error {
-    Error::new(
-        ErrorKind::Render,
-        format!("failed to render template {name}"),
-    )
-    .with_cause(e.to_string())
-    .with_hint("this is a bug in karpctl; please report it")
+    Error::new(ErrorKind::Render, format!("failed to render template {name}"))
+        .with_cause(e.to_string())
+        .with_hint("this is a bug in karpctl; please report it")
 }
 
 fn render_text(env: &Environment<'_>, name: &str, ctx: &JValue) -> Result<String> {
-    env.get_template(name)
-        .and_then(|t| t.render(ctx))
-        .map_err(|e| render_error(name, e))
+    env.get_template(name).and_then(|t| t.render(ctx)).map_err(|e| render_error(name, e))
 }
 
 fn render_json(env: &Environment<'_>, name: &str, ctx: &JValue) -> Result<Value> {
     let text = render_text(env, name, ctx)?;
     serde_json::from_str(&text).map_err(|e| {
-        Error::new(
-            ErrorKind::Render,
-            format!("template {name} rendered invalid JSON"),
-        )
-        .with_cause(e.to_string())
-        .with_hint("this is a bug in karpctl; please report it")
+        Error::new(ErrorKind::Render, format!("template {name} rendered invalid JSON"))
+            .with_cause(e.to_string())
+            .with_hint("this is a bug in karpctl; please report it")
     })
 }
 
 /// Parse rendered YAML text into its JSON equivalent.
 pub fn yaml_to_json(name: &str, text: &str) -> Result<Value> {
-    serde_yaml_ng::from_str(text).map_err(|e| {
-        Error::new(ErrorKind::Render, format!("{name} is not valid YAML")).with_cause(e.to_string())
-    })
+    serde_yaml_ng::from_str(text)
+        .map_err(|e| Error::new(ErrorKind::Render, format!("{name} is not valid YAML")).with_cause(e.to_string()))
 }
 
 /// The size IAM counts for a policy: its JSON without insignificant white space.
@@ -229,10 +175,7 @@ impl Documents {
         let mut event_patterns = Vec::new();
         for ((_, source, detail_type), name) in EVENT_RULES.iter().zip(&d.names.rules) {
             let c = context! { source => source, detail_type => detail_type };
-            event_patterns.push((
-                name.name.clone(),
-                render_json(&env, "event-pattern.json.j2", &c)?,
-            ));
+            event_patterns.push((name.name.clone(), render_json(&env, "event-pattern.json.j2", &c)?));
         }
         let docs = Documents {
             controller_trust: render_json(&env, trust_template, &ctx)?,
@@ -265,61 +208,24 @@ impl Documents {
             text: serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string()),
             content: v.clone(),
         };
-        let mut out = vec![json(
-            format!("iam-role/{}", n.node_role.name),
-            DocKind::TrustPolicy,
-            &self.node_trust,
-        )];
+        let mut out = vec![json(format!("iam-role/{}", n.node_role.name), DocKind::TrustPolicy, &self.node_trust)];
         for (_, name, doc) in &self.policies {
-            out.push(json(
-                format!("iam-policy/{name}"),
-                DocKind::PermissionPolicy,
-                doc,
-            ));
+            out.push(json(format!("iam-policy/{name}"), DocKind::PermissionPolicy, doc));
         }
-        out.push(json(
-            format!("iam-role/{}", n.controller_role.name),
-            DocKind::TrustPolicy,
-            &self.controller_trust,
-        ));
+        out.push(json(format!("iam-role/{}", n.controller_role.name), DocKind::TrustPolicy, &self.controller_trust));
         if t.interruption {
-            out.push(json(
-                format!("sqs-queue/{}", n.queue.name),
-                DocKind::QueuePolicy,
-                &self.queue_policy,
-            ));
+            out.push(json(format!("sqs-queue/{}", n.queue.name), DocKind::QueuePolicy, &self.queue_policy));
             for (name, doc) in &self.event_patterns {
-                out.push(json(
-                    format!("event-rule/{name}"),
-                    DocKind::EventPattern,
-                    doc,
-                ));
+                out.push(json(format!("event-rule/{name}"), DocKind::EventPattern, doc));
             }
         }
         let yaml = |resource: String, kind: DocKind, text: &str| -> Result<Document> {
-            Ok(Document {
-                resource,
-                kind,
-                content: yaml_to_json(kind_label(kind), text)?,
-                text: text.to_string(),
-            })
+            Ok(Document { resource, kind, content: yaml_to_json(kind_label(kind), text)?, text: text.to_string() })
         };
-        out.push(yaml(
-            format!("helm-release/{}/karpenter", t.namespace),
-            DocKind::HelmValues,
-            &self.helm_values_yaml,
-        )?);
+        out.push(yaml(format!("helm-release/{}/karpenter", t.namespace), DocKind::HelmValues, &self.helm_values_yaml)?);
         if t.default_nodepool {
-            out.push(yaml(
-                "ec2nodeclass/default".into(),
-                DocKind::Manifest,
-                &self.node_class_yaml,
-            )?);
-            out.push(yaml(
-                "nodepool/default".into(),
-                DocKind::Manifest,
-                &self.node_pool_yaml,
-            )?);
+            out.push(yaml("ec2nodeclass/default".into(), DocKind::Manifest, &self.node_class_yaml)?);
+            out.push(yaml("nodepool/default".into(), DocKind::Manifest, &self.node_pool_yaml)?);
         }
         Ok(out)
     }
@@ -361,14 +267,8 @@ mod tests {
     fn pod_identity_trust() {
         let d = Desired::new(target(AuthMode::PodIdentity)).unwrap();
         let docs = Documents::render(&d).unwrap();
-        assert_eq!(
-            docs.controller_trust["Statement"][0]["Principal"],
-            json!({"Service": "pods.eks.amazonaws.com"})
-        );
-        assert_eq!(
-            docs.controller_trust["Statement"][0]["Action"],
-            json!(["sts:AssumeRole", "sts:TagSession"])
-        );
+        assert_eq!(docs.controller_trust["Statement"][0]["Principal"], json!({"Service": "pods.eks.amazonaws.com"}));
+        assert_eq!(docs.controller_trust["Statement"][0]["Action"], json!(["sts:AssumeRole", "sts:TagSession"]));
     }
 
     #[test]
@@ -376,10 +276,7 @@ mod tests {
         let mut t = target(AuthMode::Irsa);
         let d = Desired::new(t.clone()).unwrap();
         let v = yaml_to_json("v", &Documents::render(&d).unwrap().helm_values_yaml).unwrap();
-        assert_eq!(
-            v["settings"],
-            json!({"clusterName": "demo", "interruptionQueue": "demo"})
-        );
+        assert_eq!(v["settings"], json!({"clusterName": "demo", "interruptionQueue": "demo"}));
         assert_eq!(
             v["serviceAccount"]["annotations"]["eks.amazonaws.com/role-arn"],
             "arn:aws:iam::111122223333:role/KarpenterControllerRole-demo"
@@ -398,10 +295,7 @@ mod tests {
         t.partition = crate::desired::Partition::AwsCn;
         t.region = "cn-north-1".into();
         let docs = Documents::render(&Desired::new(t).unwrap()).unwrap();
-        assert_eq!(
-            docs.node_trust["Statement"][0]["Principal"]["Service"],
-            "ec2.amazonaws.com.cn"
-        );
+        assert_eq!(docs.node_trust["Statement"][0]["Principal"]["Service"], "ec2.amazonaws.com.cn");
     }
 
     #[test]
@@ -415,9 +309,7 @@ mod tests {
         let d = Desired::new(t).unwrap();
         let some = Documents::render(&d).unwrap().list(&d).unwrap();
         assert_eq!(some.len(), 1 + 6 + 1 + 1);
-        assert!(some
-            .iter()
-            .all(|doc| !doc.resource.starts_with("event-rule/")));
+        assert!(some.iter().all(|doc| !doc.resource.starts_with("event-rule/")));
     }
 
     #[test]
@@ -426,9 +318,6 @@ mod tests {
         t.cluster = "c".repeat(100);
         let d = Desired::new(t).unwrap();
         let docs = Documents::render(&d).unwrap();
-        assert!(docs
-            .policies
-            .iter()
-            .all(|(_, _, p)| policy_size(p) <= POLICY_SIZE_MAX));
+        assert!(docs.policies.iter().all(|(_, _, p)| policy_size(p) <= POLICY_SIZE_MAX));
     }
 }

@@ -26,10 +26,7 @@ pub struct InstallOptions {
 impl InstallOptions {
     /// Validate the install flags.
     pub fn from_args(a: &InstallArgs) -> Result<Self> {
-        let karpenter_version = a
-            .karpenter_version
-            .clone()
-            .unwrap_or_else(|| DEFAULT_KARPENTER_VERSION.to_string());
+        let karpenter_version = a.karpenter_version.clone().unwrap_or_else(|| DEFAULT_KARPENTER_VERSION.to_string());
         names::validate_version(&karpenter_version)?;
         names::validate_namespace(&a.namespace)?;
         Ok(InstallOptions {
@@ -43,13 +40,7 @@ impl InstallOptions {
 
     /// The target for a discovered cluster.
     pub fn target_for(&self, c: &ClusterInfo) -> Target {
-        self.target(
-            &c.name,
-            &c.caller.account,
-            &c.region,
-            c.caller.partition,
-            c.issuer.clone(),
-        )
+        self.target(&c.name, &c.caller.account, &c.region, c.caller.partition, c.issuer.clone())
     }
 
     /// The target from explicit facts (offline rendering).
@@ -78,12 +69,10 @@ impl InstallOptions {
 
 /// The cluster name, required and valid.
 pub fn require_cluster(g: &GlobalArgs) -> Result<String> {
-    let name = g.cluster.clone().ok_or_else(|| {
-        Error::invalid(
-            "no cluster given",
-            "pass --cluster NAME (or set KARPCTL_CLUSTER)",
-        )
-    })?;
+    let name = g
+        .cluster
+        .clone()
+        .ok_or_else(|| Error::invalid("no cluster given", "pass --cluster NAME (or set KARPCTL_CLUSTER)"))?;
     names::validate_cluster_name(&name)?;
     Ok(name)
 }
@@ -101,11 +90,7 @@ pub fn aws_options(g: &GlobalArgs) -> Result<AwsOptions> {
             ));
         }
     }
-    Ok(AwsOptions {
-        region: g.region.clone(),
-        profile: g.profile.clone(),
-        endpoint_url: g.endpoint_url.clone(),
-    })
+    Ok(AwsOptions { region: g.region.clone(), profile: g.profile.clone(), endpoint_url: g.endpoint_url.clone() })
 }
 
 /// The region for offline work: `--region`, else `AWS_REGION`, else `AWS_DEFAULT_REGION`.
@@ -114,17 +99,8 @@ pub fn offline_region(g: &GlobalArgs) -> Result<String> {
         .region
         .clone()
         .or_else(|| std::env::var("AWS_REGION").ok().filter(|s| !s.is_empty()))
-        .or_else(|| {
-            std::env::var("AWS_DEFAULT_REGION")
-                .ok()
-                .filter(|s| !s.is_empty())
-        })
-        .ok_or_else(|| {
-            Error::invalid(
-                "offline rendering needs a region",
-                "pass --region (or set AWS_REGION)",
-            )
-        })?;
+        .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok().filter(|s| !s.is_empty()))
+        .ok_or_else(|| Error::invalid("offline rendering needs a region", "pass --region (or set AWS_REGION)"))?;
     names::validate_region(&region)?;
     Ok(region)
 }

@@ -118,12 +118,8 @@ fn node_role_queue_and_rules_match_the_reference_template() {
         let node = &res["KarpenterNodeRole"]["Properties"];
         let principal = sub(&sub_string(&node["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]["Service"]), &d);
         assert_eq!(docs.node_trust["Statement"][0]["Principal"]["Service"], principal);
-        let managed: Vec<String> = node["ManagedPolicyArns"]
-            .as_sequence()
-            .unwrap()
-            .iter()
-            .map(|v| sub(&sub_string(v), &d))
-            .collect();
+        let managed: Vec<String> =
+            node["ManagedPolicyArns"].as_sequence().unwrap().iter().map(|v| sub(&sub_string(v), &d)).collect();
         let ours: Vec<String> =
             karpctl::desired::NODE_MANAGED_POLICIES.iter().map(|p| d.aws_managed_policy_arn(p)).collect();
         assert_eq!(ours, managed);

@@ -9,11 +9,8 @@ use karpctl::ErrorKind;
 use support::{karpctl_bin, Env, REGION};
 
 async fn aws_in(env: &Env, region: &str) -> Aws {
-    let opts = AwsOptions {
-        region: Some(region.into()),
-        profile: None,
-        endpoint_url: Some(support::emulator().url.clone()),
-    };
+    let opts =
+        AwsOptions { region: Some(region.into()), profile: None, endpoint_url: Some(support::emulator().url.clone()) };
     Aws::connect(&opts, &env.hooks().interceptors).await.unwrap()
 }
 
@@ -98,12 +95,8 @@ async fn online_render_uses_the_discovered_account_and_issuer() {
     env.seed_cluster("demo", Some("API")).await;
     let report = env.run(&["render", "-c", "demo", "--auth", "irsa"]).await.unwrap();
     let docs = report.to_json()["documents"].clone();
-    let trust = docs
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["resource"] == "iam-role/KarpenterControllerRole-demo")
-        .unwrap();
+    let trust =
+        docs.as_array().unwrap().iter().find(|d| d["resource"] == "iam-role/KarpenterControllerRole-demo").unwrap();
     let federated = trust["content"]["Statement"][0]["Principal"]["Federated"].as_str().unwrap();
     assert!(federated.starts_with(&format!("arn:aws:iam::{}:oidc-provider/oidc.eks.", env.account)), "{federated}");
     assert!(!federated.contains("https://"));

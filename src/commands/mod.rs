@@ -1,3 +1,4 @@
 //! The subcommands: each a thin walk over the desired state and its resources.
 
+pub mod init;
 pub mod render;

@@ -39,12 +39,10 @@ pub async fn run(g: &GlobalArgs, a: &RenderArgs, hooks: &Hooks) -> Result<Report
     let mut text = String::new();
     let mut files = Vec::new();
     if let Some(dir) = &a.dir {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| Error::io("failed to create directory", dir, e))?;
+        std::fs::create_dir_all(dir).map_err(|e| Error::io("failed to create directory", dir, e))?;
         for d in &docs {
             let path = dir.join(file_name(d));
-            std::fs::write(&path, with_newline(&d.text))
-                .map_err(|e| Error::io("failed to write", &path, e))?;
+            std::fs::write(&path, with_newline(&d.text)).map_err(|e| Error::io("failed to write", &path, e))?;
             let _ = writeln!(text, "wrote {}", path.display());
             files.push(path.display().to_string());
         }
@@ -84,8 +82,5 @@ fn file_name(d: &Document) -> String {
 }
 
 fn kind_name(k: DocKind) -> String {
-    serde_json::to_value(k)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
+    serde_json::to_value(k).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
 }

@@ -70,7 +70,9 @@ pub fn emulator() -> &'static Emulator {
             .next()
             .filter(|u| u.starts_with("http://"))
             .unwrap_or_else(|| {
-                panic!("the AWS emulator did not start (banner {line:?}); install it: pip install 'moto[server]==5.2.1'")
+                panic!(
+                    "the AWS emulator did not start (banner {line:?}); install it: pip install 'moto[server]==5.2.1'"
+                )
             })
             .to_string();
         let stdin = child.stdin.take().expect("child stdin");
@@ -187,16 +189,8 @@ impl Env {
 
     async fn with_account(account: String) -> Env {
         let url = emulator().url.clone();
-        let recorder = Recorder {
-            account: account.clone(),
-            calls: Arc::default(),
-            fail_after_writes: Arc::default(),
-        };
-        let setup = Recorder {
-            account: account.clone(),
-            calls: Arc::default(),
-            fail_after_writes: Arc::default(),
-        };
+        let recorder = Recorder { account: account.clone(), calls: Arc::default(), fail_after_writes: Arc::default() };
+        let setup = Recorder { account: account.clone(), calls: Arc::default(), fail_after_writes: Arc::default() };
         let aws = Aws::connect(&options(&url), &[SharedInterceptor::new(setup)]).await.expect("test AWS clients");
         Env { account, recorder, aws }
     }

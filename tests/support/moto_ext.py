@@ -1,11 +1,12 @@
 """EKS additions to moto 5.2.1's server, for karpctl's integration tests.
 
 moto 5.2.1 facts (checked with boto3 against `python -m moto.server`):
-- IAM GetRole: AssumeRolePolicyDocument is URL-encoded JSON on the wire (the
-  SDKs return it as is, so karpctl must percent-decode it, as with real IAM).
+- IAM GetRole: AssumeRolePolicyDocument is URL-encoded JSON on the wire, as
+  on real IAM (boto3 decodes it; the Rust SDK does not: percent-decode it).
 - IAM CreateServiceLinkedRole(spot.amazonaws.com) creates role
-  AWSServiceRoleForspot, path /aws-service-role/spot.amazonaws.com/; a second
-  call fails with 409 EntityAlreadyExists (real IAM: 400 InvalidInput).
+  AWSServiceRoleForspot (real IAM: AWSServiceRoleForEC2Spot), path
+  /aws-service-role/spot.amazonaws.com/; a second call fails with HTTP 409
+  EntityAlreadyExists (real IAM: 400 InvalidInput "...has been taken...").
 - IAM tags: TagRole/TagPolicy/TagInstanceProfile/TagOpenIDConnectProvider all
   work and GetRole/GetPolicy/GetInstanceProfile/GetOpenIDConnectProvider and
   ListRoleTags/ListPolicyTags/ListOpenIDConnectProviderTags return them, but

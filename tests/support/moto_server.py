@@ -9,7 +9,7 @@ werkzeug server), plus:
   arn:aws:iam::aws:policy/AmazonEKSWorkerNodePolicy exist;
 - --port 0 picks a free port; once the socket is listening, ONE line is
   printed to stdout: `moto_server listening on http://HOST:PORT` (flushed).
-  Readiness can also be polled with GET /moto-api/config (cheap JSON, 200).
+  Readiness can also be polled with GET /moto-api/ (moto's dashboard, 200).
 - exits 1 with a message on stderr when moto[server] is not importable.
 SIGTERM/SIGINT stop it with exit code 0, as moto.server does.
 """

@@ -38,17 +38,18 @@ class MotoExtTest(unittest.TestCase):
         cls.proc = subprocess.Popen([sys.executable, os.path.join(HERE, "moto_server.py"),
                                      "--host", "127.0.0.1", "--port", "0"],
                                     stdout=subprocess.PIPE, text=True)
+        cls.addClassCleanup(cls.stop_server)  # also runs when setUpClass fails
         line = cls.proc.stdout.readline()  # "moto_server listening on http://127.0.0.1:PORT"
         match = re.search(r"http://\S+:(\d+)$", line.strip())
         assert match, f"launcher did not start: {line!r}"
         cls.url = f"http://127.0.0.1:{match.group(1)}"
-        with urllib.request.urlopen(cls.url + "/moto-api/config") as resp:  # readiness URL
+        with urllib.request.urlopen(cls.url + "/moto-api/") as resp:  # readiness URL
             assert resp.status == 200
 
     @classmethod
-    def tearDownClass(cls):
+    def stop_server(cls):
         cls.proc.terminate()
-        assert cls.proc.wait(10) == 0
+        assert cls.proc.wait(10) == 0, "launcher should exit 0 on SIGTERM"
 
     def setUp(self):
         self.http("POST", "/moto-api/reset")

@@ -1,0 +1,233 @@
+//! `karpctl init`: discover the cluster, observe every resource, plan, confirm, apply in
+//! dependency order. A second run plans `none` everywhere and writes nothing.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+
+use crate::aws::Aws;
+use crate::cli::{GlobalArgs, InitArgs};
+use crate::cluster::{self, ClusterInfo};
+use crate::context::Hooks;
+use crate::desired::Desired;
+use crate::error::{Error, ErrorKind, Result};
+use crate::helm::{self, ExtraValues};
+use crate::output::{self, Report};
+use crate::plan::{self, Action, Change};
+use crate::render::Documents;
+use crate::resources::{self, Cx};
+use crate::settings::{self, InstallOptions};
+
+/// Run `init`.
+pub async fn run(g: &GlobalArgs, a: &InitArgs, hooks: &Hooks) -> Result<Report> {
+    // Everything the user typed is checked before the first AWS call.
+    let cluster_name = settings::require_cluster(g)?;
+    let opts = InstallOptions::from_args(&a.install)?;
+    let extra = ExtraValues::new(&a.values, &a.set)?;
+    if let Some(dir) = &a.emit {
+        if dir.exists() && !dir.is_dir() {
+            return Err(Error::invalid(format!("--emit {} is not a directory", dir.display()), "pass a directory"));
+        }
+    }
+    let aws = Aws::connect(&settings::aws_options(g)?, &hooks.interceptors).await?;
+    let info = cluster::discover(&aws, &cluster_name).await?;
+    info.require_installable()?;
+    let desired = Desired::new(opts.target_for(&info))?;
+    for (full, short) in desired.names.shortened() {
+        output::warn(&format!("name {full} is too long; using {short}"));
+    }
+    let docs = Documents::render(&desired)?;
+    let cx = Cx { aws, desired, docs, cluster: info };
+
+    let spinner = output::spinner("observing");
+    let set = resources::desired_set(&cx.desired, &cx.cluster);
+    let mut planned = plan::plan(&cx, set, a.adopt).await;
+    spinner.finish_and_clear();
+    let planned = planned.as_mut().map_err(|e| e.clone())?;
+    // Shown in the order the changes are applied: dependency level, then the set's order.
+    planned.sort_by_key(|p| p.level);
+    let blockers = plan::foreign(planned, a.adopt);
+    if !blockers.is_empty() {
+        return Err(plan::foreign_error(&blockers));
+    }
+    let changes: Vec<Change> = planned.iter().map(|p| p.change.clone()).collect();
+    let pending = changes.iter().filter(|c| c.action.is_change()).count();
+
+    if a.dry_run {
+        let mut report = report(&cx, &changes, true, None);
+        if a.detailed_exitcode && pending > 0 {
+            report.exit_code = 3;
+        }
+        return Ok(report);
+    }
+    if pending > 0 && !g.yes {
+        confirm(&cx, &changes, pending, hooks.interactive).await?;
+    }
+    let bar = output::spinner(&format!("applying {pending} changes"));
+    let result = plan::apply(&cx, planned, &|c: &Change| {
+        bar.println(format!("{:<7} {}", past(c.action), c.resource));
+        tracing::info!("{} {}", past(c.action), c.resource);
+    })
+    .await;
+    bar.finish_and_clear();
+    result.map_err(|e| {
+        let hint =
+            e.hint.clone().unwrap_or_else(|| "fix the cause and run init again: it continues where it stopped".into());
+        Error { hint: Some(hint), ..e }
+    })?;
+    let emitted = match &a.emit {
+        Some(dir) => Some(emit(&cx, dir, &extra)?),
+        None => None,
+    };
+    Ok(report(&cx, &changes, false, emitted))
+}
+
+/// Ask before the first write; without a terminal, refuse (a CI job must say `--yes`).
+async fn confirm(cx: &Cx, changes: &[Change], pending: usize, interactive: bool) -> Result<()> {
+    if !interactive {
+        return Err(Error::new(
+            ErrorKind::Refused,
+            format!("{pending} changes need confirmation and there is no terminal to ask"),
+        )
+        .with_hint("review them with --dry-run, then run again with --yes"));
+    }
+    eprint!("{}", plan_text(cx, changes, true));
+    let prompt = format!("Apply {pending} changes in account {} ({})?", cx.cluster.caller.account, cx.cluster.region);
+    let answer =
+        tokio::task::spawn_blocking(move || dialoguer::Confirm::new().with_prompt(prompt).default(false).interact())
+            .await
+            .map_err(|e| Error::new(ErrorKind::Refused, "the confirmation prompt failed").with_cause(e.to_string()))?
+            .map_err(|e| Error::new(ErrorKind::Refused, "the confirmation prompt failed").with_cause(e.to_string()))?;
+    if answer {
+        Ok(())
+    } else {
+        Err(Error::new(ErrorKind::Refused, "not confirmed; nothing was changed")
+            .with_hint("run again and answer yes, or pass --yes"))
+    }
+}
+
+fn past(a: Action) -> &'static str {
+    match a {
+        Action::Create => "created",
+        Action::Update => "updated",
+        Action::Adopt => "adopted",
+        Action::Delete => "deleted",
+        Action::None | Action::Skip => "",
+    }
+}
+
+/// The plan as text: one line per resource, then a summary.
+fn plan_text(cx: &Cx, changes: &[Change], dry_run: bool) -> String {
+    let c = &cx.cluster;
+    let mut out = format!(
+        "Cluster {} ({}, account {}, authentication {:?}, controller auth {})\n",
+        c.name,
+        c.region,
+        c.caller.account,
+        c.auth_mode,
+        match cx.desired.target.auth {
+            crate::desired::AuthMode::Irsa => "irsa",
+            crate::desired::AuthMode::PodIdentity => "pod-identity",
+        }
+    );
+    let width = changes.iter().map(|c| c.resource.len()).max().unwrap_or(0);
+    for ch in changes {
+        let action = match ch.action {
+            Action::Create => console::style(ch.action.as_str()).green(),
+            Action::Update | Action::Adopt => console::style(ch.action.as_str()).yellow(),
+            Action::Delete => console::style(ch.action.as_str()).red(),
+            Action::None | Action::Skip => console::style(ch.action.as_str()).dim(),
+        };
+        let _ = writeln!(out, "  {:<6}  {:<width$}  {}", action, ch.resource, ch.detail, width = width);
+    }
+    let count = |a: Action| changes.iter().filter(|c| c.action == a).count();
+    let _ = writeln!(
+        out,
+        "{}: {} to create, {} to update, {} to adopt, {} unchanged, {} skipped.",
+        if dry_run { "Plan" } else { "Applied" },
+        count(Action::Create),
+        count(Action::Update),
+        count(Action::Adopt),
+        count(Action::None),
+        count(Action::Skip),
+    );
+    out
+}
+
+fn report(cx: &Cx, changes: &[Change], dry_run: bool, emitted: Option<Vec<PathBuf>>) -> Report {
+    let mut text = plan_text(cx, changes, dry_run);
+    let cluster_side = match &emitted {
+        Some(files) => {
+            let _ = writeln!(
+                text,
+                "Cluster side: not done by karpctl yet. Run {} to install the charts and the default NodePool.",
+                files.iter().find(|f| f.ends_with("install.sh")).map(|f| f.display().to_string()).unwrap_or_default()
+            );
+            json!({"status": "emitted", "files": files})
+        }
+        None if dry_run => json!({"status": "not-planned"}),
+        None => {
+            let _ = writeln!(
+                text,
+                "Cluster side: not done by karpctl yet. Run init again with --emit DIR to get the helm values, the helm commands and the manifests."
+            );
+            json!({"status": "not-done"})
+        }
+    };
+    let mut r = Report::raw("init", text);
+    r.raw = false;
+    r.body.insert("cluster".into(), json!(cx.cluster.name));
+    r.body.insert("dry_run".into(), json!(dry_run));
+    r.body.insert("changes".into(), json!(changes));
+    r.body.insert("cluster_side".into(), cluster_side);
+    r
+}
+
+/// Write the cluster side for the user to apply: values, manifests, and the exact commands.
+fn emit(cx: &Cx, dir: &Path, extra: &ExtraValues) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io("failed to create directory", dir, e))?;
+    let write = |name: &str, text: &str| -> Result<PathBuf> {
+        let path = dir.join(name);
+        std::fs::write(&path, text).map_err(|e| Error::io("failed to write", &path, e))?;
+        Ok(path)
+    };
+    let mut files = vec![write("values.yaml", &cx.docs.helm_values_yaml)?];
+    let mut manifests: Vec<&Path> = Vec::new();
+    if cx.desired.target.default_nodepool {
+        files.push(write("ec2nodeclass.yaml", &cx.docs.node_class_yaml)?);
+        files.push(write("nodepool.yaml", &cx.docs.node_pool_yaml)?);
+        manifests = vec![Path::new("ec2nodeclass.yaml"), Path::new("nodepool.yaml")];
+    }
+    if !cx.cluster.auth_mode.has_api() {
+        files.push(write("aws-auth-maproles.yaml", &aws_auth_entry(&cx.desired, &cx.cluster))?);
+    }
+    let steps = helm::install_steps(&cx.desired, Path::new("values.yaml"), extra, &manifests);
+    let script = write("install.sh", &helm::script(&steps))?;
+    set_executable(&script)?;
+    files.push(script);
+    Ok(files)
+}
+
+/// The aws-auth `mapRoles` entry nodes need on CONFIG_MAP clusters, for the user to merge.
+fn aws_auth_entry(d: &Desired, c: &ClusterInfo) -> String {
+    format!(
+        "# Merge this entry into mapRoles of the aws-auth ConfigMap (kube-system) of cluster {}:\n\
+         #   kubectl edit configmap aws-auth -n kube-system\n\
+         - rolearn: {}\n  username: system:node:{{{{EC2PrivateDNSName}}}}\n  groups:\n    - system:bootstrappers\n    - system:nodes\n",
+        c.name,
+        d.node_role_arn()
+    )
+}
+
+#[cfg(unix)]
+fn set_executable(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| Error::io("failed to chmod", path, e))
+}
+
+#[cfg(not(unix))]
+fn set_executable(_path: &Path) -> Result<()> {
+    Ok(())
+}

@@ -1,0 +1,243 @@
+//! Observe → plan → apply over the resource set. Observation runs concurrently; the plan is a
+//! pure function of what was observed; apply runs in dependency levels, each level's
+//! independent resources concurrently (bounded).
+
+use std::collections::HashMap;
+
+use futures::stream::{self, StreamExt, TryStreamExt};
+use serde::Serialize;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::resources::{Cx, Observed, Presence, Resource};
+
+/// How many AWS calls' worth of resources run at once: enough to hide latency, few enough to
+/// stay clear of API throttling.
+const CONCURRENCY: usize = 8;
+
+/// What happens (or would happen) to a resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// It does not exist and will be created.
+    Create,
+    /// It exists and differs; the differences will be repaired.
+    Update,
+    /// Nothing to do.
+    None,
+    /// It exists without karpctl's tags and will be tagged and managed (`--adopt`).
+    Adopt,
+    /// Not part of this install, or not karpctl's to touch.
+    Skip,
+    /// It will be removed (teardown).
+    Delete,
+}
+
+impl Action {
+    /// Whether the action writes anything.
+    pub fn is_change(self) -> bool {
+        matches!(self, Action::Create | Action::Update | Action::Adopt | Action::Delete)
+    }
+
+    /// The action's name, as in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Update => "update",
+            Action::None => "none",
+            Action::Adopt => "adopt",
+            Action::Skip => "skip",
+            Action::Delete => "delete",
+        }
+    }
+}
+
+/// One row of the plan or of what was applied (the contract's `changes` entries).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Change {
+    /// `<kind>/<name>`.
+    pub resource: String,
+    /// What happens.
+    pub action: Action,
+    /// Why, or what differs.
+    pub detail: String,
+}
+
+/// A resource with what was observed and what will be done.
+pub struct Planned {
+    /// The resource.
+    pub resource: Box<dyn Resource>,
+    /// Its observation.
+    pub seen: Observed,
+    /// The planned change.
+    pub change: Change,
+    /// Its dependency level (0: depends on nothing in the set).
+    pub level: usize,
+}
+
+/// Observe every resource concurrently, keeping the set's order.
+pub async fn observe_all(cx: &Cx, set: Vec<Box<dyn Resource>>) -> Result<Vec<(Box<dyn Resource>, Observed)>> {
+    stream::iter(set)
+        .map(|r| async move {
+            let seen = r.observe(cx).await?;
+            Ok::<_, Error>((r, seen))
+        })
+        .buffered(CONCURRENCY)
+        .try_collect()
+        .await
+}
+
+/// The change for one observation: pure, so it is unit-tested without AWS.
+pub fn plan_one(resource: String, seen: &Observed, adopt: bool) -> Change {
+    let drift = seen.drift.iter().map(|d| d.message.as_str()).collect::<Vec<_>>().join("; ");
+    let (action, detail) = if let Some(reason) = &seen.skip {
+        (Action::Skip, reason.clone())
+    } else {
+        match seen.presence {
+            Presence::Absent => (Action::Create, String::new()),
+            Presence::Owned | Presence::Shared if seen.drift.is_empty() => {
+                let d = if seen.presence == Presence::Shared { "exists; not karpctl's, used as it is" } else { "" };
+                (Action::None, d.to_string())
+            }
+            Presence::Owned | Presence::Shared => (Action::Update, drift),
+            Presence::Foreign if adopt => {
+                let d = if drift.is_empty() {
+                    "tag as karpctl's".to_string()
+                } else {
+                    format!("tag as karpctl's; {drift}")
+                };
+                (Action::Adopt, d)
+            }
+            Presence::Foreign => {
+                let d = if drift.is_empty() { String::new() } else { format!(" ({drift})") };
+                (Action::Skip, format!("foreign: exists without karpctl's ownership tags{d}"))
+            }
+        }
+    };
+    Change { resource, action, detail }
+}
+
+/// Dependency levels: a resource's level is one more than the highest level among the
+/// resources it depends on that are in the set.
+pub fn levels(ids: &[String], deps: &[Vec<String>]) -> Vec<usize> {
+    let index: HashMap<&str, usize> = ids.iter().enumerate().map(|(i, id)| (id.as_str(), i)).collect();
+    let mut level: Vec<Option<usize>> = vec![None; ids.len()];
+    fn visit(
+        i: usize,
+        deps: &[Vec<String>],
+        index: &HashMap<&str, usize>,
+        level: &mut Vec<Option<usize>>,
+        depth: usize,
+    ) -> usize {
+        if let Some(l) = level[i] {
+            return l;
+        }
+        // The set is built acyclic; the depth bound only guards against a future mistake.
+        let l = if depth > deps.len() {
+            0
+        } else {
+            deps[i]
+                .iter()
+                .filter_map(|d| index.get(d.as_str()))
+                .map(|&j| visit(j, deps, index, level, depth + 1) + 1)
+                .max()
+                .unwrap_or(0)
+        };
+        level[i] = Some(l);
+        l
+    }
+    (0..ids.len()).map(|i| visit(i, deps, &index, &mut level, 0)).collect()
+}
+
+/// Observe and plan the whole set.
+pub async fn plan(cx: &Cx, set: Vec<Box<dyn Resource>>, adopt: bool) -> Result<Vec<Planned>> {
+    let ids: Vec<String> = set.iter().map(|r| r.id()).collect();
+    let deps: Vec<Vec<String>> = set.iter().map(|r| r.depends_on()).collect();
+    let lv = levels(&ids, &deps);
+    let observed = observe_all(cx, set).await?;
+    Ok(observed
+        .into_iter()
+        .zip(lv)
+        .map(|((resource, seen), level)| {
+            let change = plan_one(resource.id(), &seen, adopt);
+            Planned { resource, seen, change, level }
+        })
+        .collect())
+}
+
+/// The resources that block `init` without `--adopt`.
+pub fn foreign(planned: &[Planned], adopt: bool) -> Vec<String> {
+    if adopt {
+        return Vec::new();
+    }
+    planned
+        .iter()
+        .filter(|p| p.seen.presence == Presence::Foreign && p.seen.skip.is_none())
+        .map(|p| p.change.resource.clone())
+        .collect()
+}
+
+/// The error for foreign resources in the way.
+pub fn foreign_error(ids: &[String]) -> Error {
+    Error::new(
+        ErrorKind::Foreign,
+        format!("{} exist without karpctl's ownership tags; nothing was changed", ids.join(", ")),
+    )
+    .with_hint("if these are from an earlier install you want karpctl to manage, run again with --adopt; otherwise remove or rename them")
+}
+
+/// Apply every planned change in dependency order. `on_done` is told about each applied change.
+pub async fn apply(cx: &Cx, planned: &[Planned], on_done: &(dyn Fn(&Change) + Sync)) -> Result<()> {
+    let max = planned.iter().map(|p| p.level).max().unwrap_or(0);
+    for level in 0..=max {
+        let batch = planned.iter().filter(|p| p.level == level && p.change.action.is_change());
+        stream::iter(batch)
+            .map(|p| async move {
+                p.resource.apply(cx, &p.seen).await?;
+                on_done(&p.change);
+                Ok::<_, Error>(())
+            })
+            .buffer_unordered(CONCURRENCY)
+            .try_collect::<Vec<()>>()
+            .await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::Drift;
+
+    #[test]
+    fn plans_follow_presence_drift_and_adopt() {
+        let id = || "iam-role/x".to_string();
+        assert_eq!(plan_one(id(), &Observed::absent(), false).action, Action::Create);
+        let owned = Observed::present(true, vec![], ());
+        assert_eq!(plan_one(id(), &owned, false).action, Action::None);
+        let drifted = Observed::present(true, vec![Drift::new("trust policy differs")], ());
+        let c = plan_one(id(), &drifted, false);
+        assert_eq!((c.action, c.detail.as_str()), (Action::Update, "trust policy differs"));
+        let foreign = Observed::present(false, vec![], ());
+        assert_eq!(plan_one(id(), &foreign, false).action, Action::Skip);
+        assert_eq!(plan_one(id(), &foreign, true).action, Action::Adopt);
+        let skipped = Observed::skipped("--no-interruption");
+        let c = plan_one(id(), &skipped, true);
+        assert_eq!((c.action, c.detail.as_str()), (Action::Skip, "--no-interruption"));
+        let mut shared = Observed::present(false, vec![], ());
+        shared.presence = Presence::Shared;
+        assert_eq!(plan_one(id(), &shared, false).action, Action::None);
+    }
+
+    #[test]
+    fn levels_follow_dependencies() {
+        let ids: Vec<String> = ["policy", "role", "assoc", "queue", "rule"].iter().map(|s| s.to_string()).collect();
+        let deps = vec![
+            vec![],
+            vec!["policy".into(), "absent-oidc".into()],
+            vec!["role".into()],
+            vec![],
+            vec!["queue".into()],
+        ];
+        assert_eq!(levels(&ids, &deps), vec![0, 1, 2, 0, 1]);
+    }
+}

@@ -1,0 +1,127 @@
+//! The node instance profile `KarpenterNodeInstanceProfile-C`, holding the node role: for
+//! `EC2NodeClass.spec.instanceProfile` in clusters whose nodes cannot reach the IAM API.
+
+use async_trait::async_trait;
+
+use super::{fresh_iam_error, iam_owned, iam_tags, retry_fresh, Cx, Drift, Observed, Presence, Resource};
+use crate::desired::Desired;
+use crate::error::{Error, Result, ResultExt};
+
+/// The instance profile.
+#[derive(Debug, Clone)]
+pub struct InstanceProfile {
+    name: String,
+    role: String,
+}
+
+#[derive(Debug)]
+struct Facts {
+    /// Roles in the profile that are not the node role (a profile holds at most one).
+    other_roles: Vec<String>,
+    has_role: bool,
+}
+
+impl InstanceProfile {
+    /// The node instance profile.
+    pub fn new(d: &Desired) -> Self {
+        InstanceProfile { name: d.names.instance_profile.name.clone(), role: d.names.node_role.name.clone() }
+    }
+
+    async fn add_role(&self, cx: &Cx) -> Result<()> {
+        retry_fresh(fresh_iam_error, || async {
+            cx.aws
+                .iam
+                .add_role_to_instance_profile()
+                .instance_profile_name(&self.name)
+                .role_name(&self.role)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| {
+                    Error::aws(
+                        format!("failed to add role {} to instance profile {}", self.role, self.name),
+                        "iam:AddRoleToInstanceProfile",
+                        e,
+                    )
+                })
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Resource for InstanceProfile {
+    fn id(&self) -> String {
+        format!("iam-instance-profile/{}", self.name)
+    }
+
+    fn depends_on(&self) -> Vec<String> {
+        vec![format!("iam-role/{}", self.role)]
+    }
+
+    async fn observe(&self, cx: &Cx) -> Result<Observed> {
+        let got = cx.aws.iam.get_instance_profile().instance_profile_name(&self.name).send().await.map_err(|e| {
+            Error::aws(format!("failed to read instance profile {}", self.name), "iam:GetInstanceProfile", e)
+        });
+        let Some(got) = got.found()? else { return Ok(Observed::absent()) };
+        let Some(p) = got.instance_profile() else { return Ok(Observed::absent()) };
+        let roles: Vec<String> = p.roles().iter().map(|r| r.role_name().to_string()).collect();
+        let has_role = roles.contains(&self.role);
+        let other_roles: Vec<String> = roles.into_iter().filter(|r| *r != self.role).collect();
+        let mut drift = Vec::new();
+        for r in &other_roles {
+            drift.push(Drift::new(format!("holds role {r} instead of {}", self.role)));
+        }
+        if !has_role && other_roles.is_empty() {
+            drift.push(Drift::new(format!("does not hold role {}", self.role)));
+        }
+        Ok(Observed::present(iam_owned(&cx.desired, p.tags()), drift, Facts { other_roles, has_role }))
+    }
+
+    async fn apply(&self, cx: &Cx, seen: &Observed) -> Result<()> {
+        let iam = &cx.aws.iam;
+        let Some(f) = seen.facts::<Facts>() else {
+            iam.create_instance_profile()
+                .instance_profile_name(&self.name)
+                .set_tags(Some(iam_tags(&cx.desired)?))
+                .send()
+                .await
+                .map_err(|e| {
+                    Error::aws(
+                        format!("failed to create instance profile {}", self.name),
+                        "iam:CreateInstanceProfile",
+                        e,
+                    )
+                })?;
+            return self.add_role(cx).await;
+        };
+        if seen.presence == Presence::Foreign {
+            iam.tag_instance_profile()
+                .instance_profile_name(&self.name)
+                .set_tags(Some(iam_tags(&cx.desired)?))
+                .send()
+                .await
+                .map_err(|e| {
+                    Error::aws(format!("failed to tag instance profile {}", self.name), "iam:TagInstanceProfile", e)
+                })?;
+        }
+        for other in &f.other_roles {
+            iam.remove_role_from_instance_profile()
+                .instance_profile_name(&self.name)
+                .role_name(other)
+                .send()
+                .await
+                .map_err(|e| {
+                    Error::aws(
+                        format!("failed to remove role {other} from instance profile {}", self.name),
+                        "iam:RemoveRoleFromInstanceProfile",
+                        e,
+                    )
+                })?;
+        }
+        if !f.has_role {
+            self.add_role(cx).await?;
+        }
+        Ok(())
+    }
+}

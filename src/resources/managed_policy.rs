@@ -1,0 +1,131 @@
+//! One of the six controller policies (`KarpenterController<Part>Policy-C`): a customer managed
+//! policy whose default version must equal the rendered document.
+
+use async_trait::async_trait;
+
+use super::{iam_owned, iam_tags, parse_policy, policy_eq, Cx, Drift, Observed, Presence, Resource};
+use crate::desired::Desired;
+use crate::error::{Error, ErrorKind, Result, ResultExt};
+
+/// IAM keeps at most five versions of a managed policy.
+const MAX_VERSIONS: usize = 5;
+
+/// A controller managed policy.
+#[derive(Debug, Clone)]
+pub struct ManagedPolicy {
+    name: String,
+    arn: String,
+}
+
+#[derive(Debug)]
+struct Facts {
+    document_differs: bool,
+}
+
+impl ManagedPolicy {
+    /// The policy named `name` (one of `Names::policies`).
+    pub fn new(d: &Desired, name: &str) -> Self {
+        ManagedPolicy { name: name.to_string(), arn: d.policy_arn(name) }
+    }
+
+    fn document(&self, cx: &Cx) -> Result<String> {
+        cx.docs
+            .policies
+            .iter()
+            .find(|(_, n, _)| *n == self.name)
+            .map(|(_, _, doc)| doc.to_string())
+            .ok_or_else(|| Error::new(ErrorKind::Render, format!("no document rendered for policy {}", self.name)))
+    }
+
+    /// Make room for a new version: IAM refuses a sixth, so the oldest non-default one goes.
+    async fn prune_versions(&self, cx: &Cx) -> Result<()> {
+        let out = cx.aws.iam.list_policy_versions().policy_arn(&self.arn).send().await.map_err(|e| {
+            Error::aws(format!("failed to list versions of policy {}", self.name), "iam:ListPolicyVersions", e)
+        })?;
+        let mut old: Vec<_> = out.versions().iter().filter(|v| !v.is_default_version()).collect();
+        if out.versions().len() < MAX_VERSIONS {
+            return Ok(());
+        }
+        old.sort_by_key(|v| v.create_date().map(|d| d.secs()));
+        if let Some(oldest) = old.first().and_then(|v| v.version_id()) {
+            cx.aws.iam.delete_policy_version().policy_arn(&self.arn).version_id(oldest).send().await.map_err(|e| {
+                Error::aws(
+                    format!("failed to delete an old version of policy {}", self.name),
+                    "iam:DeletePolicyVersion",
+                    e,
+                )
+            })?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Resource for ManagedPolicy {
+    fn id(&self) -> String {
+        format!("iam-policy/{}", self.name)
+    }
+
+    async fn observe(&self, cx: &Cx) -> Result<Observed> {
+        let iam = &cx.aws.iam;
+        let got = iam
+            .get_policy()
+            .policy_arn(&self.arn)
+            .send()
+            .await
+            .map_err(|e| Error::aws(format!("failed to read IAM policy {}", self.name), "iam:GetPolicy", e));
+        let Some(got) = got.found()? else { return Ok(Observed::absent()) };
+        let policy = got.policy();
+        let owned = policy.is_some_and(|p| iam_owned(&cx.desired, p.tags()));
+        let version = policy.and_then(|p| p.default_version_id()).unwrap_or("v1");
+        let v = iam.get_policy_version().policy_arn(&self.arn).version_id(version).send().await.map_err(|e| {
+            Error::aws(format!("failed to read IAM policy {} {version}", self.name), "iam:GetPolicyVersion", e)
+        })?;
+        let current = match v.policy_version().and_then(|v| v.document()) {
+            Some(doc) => Some(parse_policy(doc)?),
+            None => None,
+        };
+        let desired: serde_json::Value = serde_json::from_str(&self.document(cx)?)
+            .map_err(|e| Error::new(ErrorKind::Render, "rendered policy is not JSON").with_cause(e.to_string()))?;
+        let document_differs = !current.is_some_and(|c| policy_eq(&c, &desired));
+        let drift = if document_differs { vec![Drift::new("policy document differs")] } else { Vec::new() };
+        Ok(Observed::present(owned, drift, Facts { document_differs }))
+    }
+
+    async fn apply(&self, cx: &Cx, seen: &Observed) -> Result<()> {
+        let iam = &cx.aws.iam;
+        let doc = self.document(cx)?;
+        let Some(f) = seen.facts::<Facts>() else {
+            iam.create_policy()
+                .policy_name(&self.name)
+                .policy_document(&doc)
+                .description("Karpenter controller permissions (managed by karpctl)")
+                .set_tags(Some(iam_tags(&cx.desired)?))
+                .send()
+                .await
+                .map_err(|e| Error::aws(format!("failed to create IAM policy {}", self.name), "iam:CreatePolicy", e))?;
+            return Ok(());
+        };
+        if seen.presence == Presence::Foreign {
+            iam.tag_policy()
+                .policy_arn(&self.arn)
+                .set_tags(Some(iam_tags(&cx.desired)?))
+                .send()
+                .await
+                .map_err(|e| Error::aws(format!("failed to tag IAM policy {}", self.name), "iam:TagPolicy", e))?;
+        }
+        if f.document_differs {
+            self.prune_versions(cx).await?;
+            iam.create_policy_version()
+                .policy_arn(&self.arn)
+                .policy_document(&doc)
+                .set_as_default(true)
+                .send()
+                .await
+                .map_err(|e| {
+                Error::aws(format!("failed to update IAM policy {}", self.name), "iam:CreatePolicyVersion", e)
+            })?;
+        }
+        Ok(())
+    }
+}

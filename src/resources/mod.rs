@@ -1,0 +1,288 @@
+//! The resource model: every AWS resource of an install is one small module that can observe
+//! itself and converge it to the desired state. `init`, `init --dry-run` (and later `doctor`
+//! and `teardown`) are walks over the same ordered set built by [`desired_set`].
+
+pub mod access_entry;
+pub mod discovery_tags;
+pub mod event_rule;
+pub mod instance_profile;
+pub mod managed_policy;
+pub mod oidc_provider;
+pub mod pod_identity;
+pub mod queue;
+pub mod role;
+pub mod spot_role;
+
+use std::any::Any;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::aws::Aws;
+use crate::cluster::ClusterInfo;
+use crate::desired::Desired;
+use crate::error::{Error, ErrorKind, Result};
+use crate::render::Documents;
+
+/// Everything a resource needs to observe and apply itself.
+#[derive(Debug)]
+pub struct Cx {
+    /// The AWS clients.
+    pub aws: Aws,
+    /// Names, ARNs and options.
+    pub desired: Desired,
+    /// The rendered documents.
+    pub docs: Documents,
+    /// The discovered cluster.
+    pub cluster: ClusterInfo,
+}
+
+/// Whether a resource exists and whose it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presence {
+    /// It does not exist.
+    Absent,
+    /// It exists with karpctl's ownership tags for this cluster.
+    Owned,
+    /// It exists, karpctl did not make it, and it is meant to be used as it is (an OIDC provider
+    /// another tool created, the account's spot service-linked role); never adopted or deleted.
+    Shared,
+    /// It exists with karpctl's name but without its tags: blocks `init` unless `--adopt`.
+    Foreign,
+}
+
+/// One way an existing resource differs from the desired state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Drift {
+    /// What differs, e.g. "trust policy differs".
+    pub message: String,
+}
+
+impl Drift {
+    /// A drift entry.
+    pub fn new(message: impl Into<String>) -> Self {
+        Drift { message: message.into() }
+    }
+}
+
+/// What observation found. `facts` carries what the resource's own `apply` needs (versions,
+/// ids, URLs), so apply never re-reads what observation already knows.
+#[derive(Clone)]
+pub struct Observed {
+    /// Existence and ownership.
+    pub presence: Presence,
+    /// Differences from the desired state (empty: converged).
+    pub drift: Vec<Drift>,
+    /// Set when the resource does not apply to this install, with the reason.
+    pub skip: Option<String>,
+    /// The resource's own observation details.
+    pub facts: Option<Arc<dyn Any + Send + Sync>>,
+}
+
+impl std::fmt::Debug for Observed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Observed")
+            .field("presence", &self.presence)
+            .field("drift", &self.drift)
+            .field("skip", &self.skip)
+            .finish()
+    }
+}
+
+impl Observed {
+    /// Nothing there.
+    pub fn absent() -> Self {
+        Observed { presence: Presence::Absent, drift: Vec::new(), skip: None, facts: None }
+    }
+
+    /// The resource is not part of this install.
+    pub fn skipped(reason: impl Into<String>) -> Self {
+        Observed { presence: Presence::Absent, drift: Vec::new(), skip: Some(reason.into()), facts: None }
+    }
+
+    /// It exists; ownership from its tags.
+    pub fn present(owned: bool, drift: Vec<Drift>, facts: impl Any + Send + Sync) -> Self {
+        let presence = if owned { Presence::Owned } else { Presence::Foreign };
+        Observed { presence, drift, skip: None, facts: Some(Arc::new(facts)) }
+    }
+
+    /// The facts as the resource's own type.
+    pub fn facts<T: 'static>(&self) -> Option<&T> {
+        self.facts.as_deref().and_then(|f| f.downcast_ref::<T>())
+    }
+}
+
+/// One AWS resource of the install.
+#[async_trait]
+pub trait Resource: Send + Sync {
+    /// `<kind>/<name>` as in the contract.
+    fn id(&self) -> String;
+    /// Ids of the resources that must exist before this one is applied.
+    fn depends_on(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// Read what exists. The only place that reads AWS.
+    async fn observe(&self, cx: &Cx) -> Result<Observed>;
+    /// Converge: create it, repair its drift, or (adopting) tag it as karpctl's.
+    async fn apply(&self, cx: &Cx, seen: &Observed) -> Result<()>;
+}
+
+/// The ordered desired set for a cluster: every resource `init` considers, in apply order.
+pub fn desired_set(d: &Desired, cluster: &ClusterInfo) -> Vec<Box<dyn Resource>> {
+    let mut set: Vec<Box<dyn Resource>> = Vec::new();
+    set.push(Box::new(oidc_provider::OidcProvider::new(d)));
+    set.push(Box::new(role::Role::node(d)));
+    set.push(Box::new(instance_profile::InstanceProfile::new(d)));
+    for (_, name) in &d.names.policies {
+        set.push(Box::new(managed_policy::ManagedPolicy::new(d, &name.name)));
+    }
+    set.push(Box::new(role::Role::controller(d)));
+    set.push(Box::new(access_entry::AccessEntry::new(d)));
+    set.push(Box::new(pod_identity::PodIdentityAssociation::new(d)));
+    let mut tagged: Vec<String> = cluster.subnet_ids.clone();
+    tagged.extend(cluster.cluster_security_group_id.clone());
+    for id in tagged {
+        set.push(Box::new(discovery_tags::DiscoveryTags::new(id)));
+    }
+    set.push(Box::new(spot_role::SpotServiceLinkedRole));
+    set.push(Box::new(queue::Queue::new(d)));
+    for (i, name) in d.names.rules.iter().enumerate() {
+        set.push(Box::new(event_rule::EventRule::new(d, i, &name.name)));
+    }
+    set
+}
+
+/// The ownership tags as IAM tags.
+pub fn iam_tags(d: &Desired) -> Result<Vec<aws_sdk_iam::types::Tag>> {
+    d.ownership_tags()
+        .into_iter()
+        .map(|(k, v)| {
+            aws_sdk_iam::types::Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .map_err(|e| Error::new(ErrorKind::Render, "failed to build IAM tags").with_cause(e.to_string()))
+        })
+        .collect()
+}
+
+/// Whether IAM tags mark a resource as karpctl's for this cluster.
+pub fn iam_owned(d: &Desired, tags: &[aws_sdk_iam::types::Tag]) -> bool {
+    d.is_owned(tags.iter().map(|t| (t.key(), t.value())))
+}
+
+/// The ownership tags as a map (EKS, SQS).
+pub fn tag_map(d: &Desired) -> std::collections::HashMap<String, String> {
+    d.ownership_tags().into_iter().collect()
+}
+
+/// An IAM, SQS or EKS policy document as AWS returns it (IAM URL-encodes it) parsed to JSON.
+pub fn parse_policy(doc: &str) -> Result<Value> {
+    let decoded = if doc.trim_start().starts_with('{') {
+        doc.to_string()
+    } else {
+        percent_encoding::percent_decode_str(doc).decode_utf8_lossy().into_owned()
+    };
+    serde_json::from_str(&decoded).map_err(|e| {
+        Error::new(ErrorKind::Aws, "AWS returned a policy document that is not JSON").with_cause(e.to_string())
+    })
+}
+
+/// Compare policy documents the way IAM evaluates them: a lone value equals a one-element list,
+/// `true` equals `"true"`, and key order does not matter.
+pub fn policy_eq(a: &Value, b: &Value) -> bool {
+    normalize(a) == normalize(b)
+}
+
+fn normalize(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), normalize(v))).collect()),
+        Value::Array(a) if a.len() == 1 => normalize(&a[0]),
+        Value::Array(a) => Value::Array(a.iter().map(normalize).collect()),
+        Value::Bool(b) => Value::String(b.to_string()),
+        Value::Number(n) => Value::String(n.to_string()),
+        other => other.clone(),
+    }
+}
+
+/// Retry a call that can fail right after a dependency was created, because IAM is eventually
+/// consistent (a fresh role is briefly unknown to EC2, EKS or IAM itself). Only errors for which
+/// `transient` answers true are retried, a bounded number of times with growing waits.
+pub async fn retry_fresh<T, F, Fut>(transient: impl Fn(&Error) -> bool, mut call: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let mut wait = Duration::from_millis(250);
+    let mut attempt = 1;
+    loop {
+        match call().await {
+            Err(e) if attempt < 8 && transient(&e) => {
+                tracing::debug!("retrying after {wait:?}: {e}");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// The errors that follow a fresh IAM create: "no such entity" or EKS's "invalid parameter"
+/// naming a principal it cannot see yet.
+pub fn fresh_iam_error(e: &Error) -> bool {
+    e.kind == ErrorKind::NotFound
+        || matches!(e.code.as_deref(), Some("InvalidParameterException") | Some("MalformedPolicyDocument"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn policies_compare_as_iam_evaluates_them() {
+        let a = json!({"Statement": [{"Action": ["s3:Get"], "Effect": "Allow", "Condition": {"Bool": {"x": false}}}]});
+        let b = json!({"Statement": {"Effect": "Allow", "Action": "s3:Get", "Condition": {"Bool": {"x": "false"}}}});
+        assert!(policy_eq(&a, &b));
+        let c = json!({"Statement": [{"Action": ["s3:Put"], "Effect": "Allow"}]});
+        assert!(!policy_eq(&a, &c));
+    }
+
+    #[test]
+    fn url_encoded_documents_are_decoded() {
+        let v = parse_policy("%7B%22Version%22%3A%222012-10-17%22%7D").unwrap();
+        assert_eq!(v, json!({"Version": "2012-10-17"}));
+        assert_eq!(parse_policy("{\"a\": 1}").unwrap(), json!({"a": 1}));
+        assert!(parse_policy("%7Bnot json").is_err());
+    }
+
+    #[tokio::test]
+    async fn retry_fresh_retries_only_transient_errors() {
+        let mut n = 0;
+        let r: Result<u32> = retry_fresh(fresh_iam_error, || {
+            n += 1;
+            let attempt = n;
+            async move {
+                if attempt < 3 {
+                    Err(Error::new(ErrorKind::NotFound, "not yet"))
+                } else {
+                    Ok(attempt)
+                }
+            }
+        })
+        .await;
+        assert_eq!(r.unwrap(), 3);
+        let mut m = 0;
+        let r: Result<u32> = retry_fresh(fresh_iam_error, || {
+            m += 1;
+            async { Err(Error::new(ErrorKind::AccessDenied, "no")) }
+        })
+        .await;
+        assert!(r.is_err());
+        assert_eq!(m, 1);
+    }
+}

@@ -1,0 +1,103 @@
+//! The IAM OIDC identity provider for the cluster's issuer (IRSA only). Created with the client
+//! id `sts.amazonaws.com` when missing; one another tool created is used as it is, except that
+//! a missing `sts.amazonaws.com` client id is added (IRSA cannot work without it).
+
+use async_trait::async_trait;
+
+use super::{iam_owned, iam_tags, Cx, Drift, Observed, Presence, Resource};
+use crate::desired::{issuer_host_path, AuthMode, Desired, STS_AUDIENCE};
+use crate::error::{Error, Result, ResultExt};
+
+/// The OIDC provider.
+#[derive(Debug, Clone)]
+pub struct OidcProvider {
+    id: String,
+}
+
+impl OidcProvider {
+    /// The provider for the cluster's issuer.
+    pub fn new(d: &Desired) -> Self {
+        OidcProvider { id: id(d) }
+    }
+}
+
+/// The provider's resource id: `oidc-provider/<issuer host/path>`.
+pub fn id(d: &Desired) -> String {
+    let hp = d.target.issuer.as_deref().and_then(|i| issuer_host_path(i).ok()).unwrap_or_default();
+    format!("oidc-provider/{hp}")
+}
+
+#[derive(Debug)]
+struct Facts {
+    missing_audience: bool,
+}
+
+#[async_trait]
+impl Resource for OidcProvider {
+    fn id(&self) -> String {
+        self.id.clone()
+    }
+
+    async fn observe(&self, cx: &Cx) -> Result<Observed> {
+        if cx.desired.target.auth != AuthMode::Irsa {
+            return Ok(Observed::skipped("not needed with --auth pod-identity"));
+        }
+        let Some(arn) = cx.desired.oidc_provider_arn() else {
+            return Ok(Observed::skipped("the cluster has no OIDC issuer"));
+        };
+        let got = cx
+            .aws
+            .iam
+            .get_open_id_connect_provider()
+            .open_id_connect_provider_arn(&arn)
+            .send()
+            .await
+            .map_err(|e| Error::aws("failed to read the IAM OIDC provider", "iam:GetOpenIDConnectProvider", e));
+        let Some(got) = got.found()? else { return Ok(Observed::absent()) };
+        let missing_audience = !got.client_id_list().iter().any(|c| c == STS_AUDIENCE);
+        let drift =
+            if missing_audience { vec![Drift::new(format!("client id {STS_AUDIENCE} missing"))] } else { Vec::new() };
+        let mut seen = Observed::present(iam_owned(&cx.desired, got.tags()), drift, Facts { missing_audience });
+        if seen.presence == Presence::Foreign {
+            // Another tool (eksctl, Terraform) made it for the same cluster: use it, never adopt it.
+            seen.presence = Presence::Shared;
+        }
+        Ok(seen)
+    }
+
+    async fn apply(&self, cx: &Cx, seen: &Observed) -> Result<()> {
+        let iam = &cx.aws.iam;
+        let (Some(issuer), Some(arn)) = (cx.desired.target.issuer.as_deref(), cx.desired.oidc_provider_arn()) else {
+            return Ok(());
+        };
+        match seen.facts::<Facts>() {
+            None => {
+                iam.create_open_id_connect_provider()
+                    .url(issuer)
+                    .client_id_list(STS_AUDIENCE)
+                    .set_tags(Some(iam_tags(&cx.desired)?))
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        Error::aws("failed to create the IAM OIDC provider", "iam:CreateOpenIDConnectProvider", e)
+                    })?;
+            }
+            Some(f) if f.missing_audience => {
+                iam.add_client_id_to_open_id_connect_provider()
+                    .open_id_connect_provider_arn(&arn)
+                    .client_id(STS_AUDIENCE)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        Error::aws(
+                            "failed to add sts.amazonaws.com to the IAM OIDC provider",
+                            "iam:AddClientIDToOpenIDConnectProvider",
+                            e,
+                        )
+                    })?;
+            }
+            Some(_) => {}
+        }
+        Ok(())
+    }
+}

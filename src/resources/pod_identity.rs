@@ -1,0 +1,130 @@
+//! The EKS Pod Identity association that gives the controller's service account its role
+//! (`--auth pod-identity`).
+
+use async_trait::async_trait;
+
+use super::{fresh_iam_error, retry_fresh, tag_map, Cx, Drift, Observed, Presence, Resource};
+use crate::desired::{AuthMode, Desired, SERVICE_ACCOUNT};
+use crate::error::{Error, Result};
+
+/// The association for `NS/karpenter`.
+#[derive(Debug, Clone)]
+pub struct PodIdentityAssociation {
+    namespace: String,
+    role_arn: String,
+    role_id: String,
+}
+
+#[derive(Debug)]
+struct Facts {
+    id: String,
+    arn: String,
+    role_differs: bool,
+}
+
+impl PodIdentityAssociation {
+    /// The association for the controller.
+    pub fn new(d: &Desired) -> Self {
+        PodIdentityAssociation {
+            namespace: d.target.namespace.clone(),
+            role_arn: d.controller_role_arn(),
+            role_id: format!("iam-role/{}", d.names.controller_role.name),
+        }
+    }
+}
+
+#[async_trait]
+impl Resource for PodIdentityAssociation {
+    fn id(&self) -> String {
+        format!("pod-identity-association/{}/{SERVICE_ACCOUNT}", self.namespace)
+    }
+
+    fn depends_on(&self) -> Vec<String> {
+        vec![self.role_id.clone()]
+    }
+
+    async fn observe(&self, cx: &Cx) -> Result<Observed> {
+        if cx.desired.target.auth != AuthMode::PodIdentity {
+            return Ok(Observed::skipped("not used with --auth irsa"));
+        }
+        let eks = &cx.aws.eks;
+        let list = eks
+            .list_pod_identity_associations()
+            .cluster_name(&cx.cluster.name)
+            .namespace(&self.namespace)
+            .service_account(SERVICE_ACCOUNT)
+            .send()
+            .await
+            .map_err(|e| {
+                Error::aws("failed to list Pod Identity associations", "eks:ListPodIdentityAssociations", e)
+            })?;
+        let Some(id) = list.associations().first().and_then(|a| a.association_id()) else {
+            return Ok(Observed::absent());
+        };
+        let got = eks
+            .describe_pod_identity_association()
+            .cluster_name(&cx.cluster.name)
+            .association_id(id)
+            .send()
+            .await
+            .map_err(|e| {
+                Error::aws("failed to read the Pod Identity association", "eks:DescribePodIdentityAssociation", e)
+            })?;
+        let Some(a) = got.association() else { return Ok(Observed::absent()) };
+        let role_differs = a.role_arn() != Some(self.role_arn.as_str());
+        let drift = if role_differs {
+            vec![Drift::new(format!("uses role {}", a.role_arn().unwrap_or("(none)")))]
+        } else {
+            Vec::new()
+        };
+        let owned = a.tags().is_some_and(|t| cx.desired.is_owned(t.iter().map(|(k, v)| (k.as_str(), v.as_str()))));
+        let facts =
+            Facts { id: id.to_string(), arn: a.association_arn().unwrap_or_default().to_string(), role_differs };
+        Ok(Observed::present(owned, drift, facts))
+    }
+
+    async fn apply(&self, cx: &Cx, seen: &Observed) -> Result<()> {
+        let eks = &cx.aws.eks;
+        let Some(f) = seen.facts::<Facts>() else {
+            return retry_fresh(fresh_iam_error, || async {
+                eks.create_pod_identity_association()
+                    .cluster_name(&cx.cluster.name)
+                    .namespace(&self.namespace)
+                    .service_account(SERVICE_ACCOUNT)
+                    .role_arn(&self.role_arn)
+                    .set_tags(Some(tag_map(&cx.desired)))
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| {
+                        Error::aws(
+                            "failed to create the Pod Identity association",
+                            "eks:CreatePodIdentityAssociation",
+                            e,
+                        )
+                    })
+            })
+            .await;
+        };
+        if seen.presence == Presence::Foreign {
+            eks.tag_resource()
+                .resource_arn(&f.arn)
+                .set_tags(Some(tag_map(&cx.desired)))
+                .send()
+                .await
+                .map_err(|e| Error::aws("failed to tag the Pod Identity association", "eks:TagResource", e))?;
+        }
+        if f.role_differs {
+            eks.update_pod_identity_association()
+                .cluster_name(&cx.cluster.name)
+                .association_id(&f.id)
+                .role_arn(&self.role_arn)
+                .send()
+                .await
+                .map_err(|e| {
+                    Error::aws("failed to update the Pod Identity association", "eks:UpdatePodIdentityAssociation", e)
+                })?;
+        }
+        Ok(())
+    }
+}

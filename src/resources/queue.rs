@@ -1,0 +1,125 @@
+//! The interruption queue (named after the cluster): 300 s retention, SSE, and a policy that
+//! lets EventBridge send to it and denies plain HTTP.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_sqs::types::QueueAttributeName;
+
+use super::{parse_policy, policy_eq, tag_map, Cx, Drift, Observed, Presence, Resource};
+use crate::desired::Desired;
+use crate::error::{Error, Result, ResultExt};
+
+/// The attributes karpctl sets, besides the policy.
+const RETENTION: &str = "300";
+
+/// The queue.
+#[derive(Debug, Clone)]
+pub struct Queue {
+    name: String,
+}
+
+#[derive(Debug)]
+struct Facts {
+    url: String,
+    /// Attributes to set to repair drift.
+    fix: Vec<(QueueAttributeName, String)>,
+}
+
+impl Queue {
+    /// The interruption queue.
+    pub fn new(d: &Desired) -> Self {
+        Queue { name: d.names.queue.name.clone() }
+    }
+
+    fn desired_attributes(cx: &Cx) -> Vec<(QueueAttributeName, String)> {
+        vec![
+            (QueueAttributeName::MessageRetentionPeriod, RETENTION.to_string()),
+            (QueueAttributeName::SqsManagedSseEnabled, "true".to_string()),
+            (QueueAttributeName::Policy, cx.docs.queue_policy.to_string()),
+        ]
+    }
+}
+
+#[async_trait]
+impl Resource for Queue {
+    fn id(&self) -> String {
+        format!("sqs-queue/{}", self.name)
+    }
+
+    async fn observe(&self, cx: &Cx) -> Result<Observed> {
+        if !cx.desired.target.interruption {
+            return Ok(Observed::skipped("--no-interruption"));
+        }
+        let sqs = &cx.aws.sqs;
+        let url = sqs
+            .get_queue_url()
+            .queue_name(&self.name)
+            .send()
+            .await
+            .map_err(|e| Error::aws(format!("failed to look up SQS queue {}", self.name), "sqs:GetQueueUrl", e));
+        let Some(url) = url.found()? else { return Ok(Observed::absent()) };
+        let url = url.queue_url().unwrap_or_default().to_string();
+        let (attrs, tags) = tokio::join!(
+            sqs.get_queue_attributes().queue_url(&url).attribute_names(QueueAttributeName::All).send(),
+            sqs.list_queue_tags().queue_url(&url).send()
+        );
+        let attrs = attrs
+            .map_err(|e| Error::aws(format!("failed to read SQS queue {}", self.name), "sqs:GetQueueAttributes", e))?;
+        let tags = tags.map_err(|e| {
+            Error::aws(format!("failed to read tags of SQS queue {}", self.name), "sqs:ListQueueTags", e)
+        })?;
+        let empty = HashMap::new();
+        let have = attrs.attributes().unwrap_or(&empty);
+        let mut drift = Vec::new();
+        let mut fix = Vec::new();
+        for (name, want) in Queue::desired_attributes(cx) {
+            let got = have.get(&name);
+            let same = match (&name, got) {
+                (QueueAttributeName::Policy, Some(g)) => {
+                    parse_policy(g).map(|p| policy_eq(&p, &cx.docs.queue_policy)).unwrap_or(false)
+                }
+                (_, Some(g)) => *g == want,
+                (_, None) => false,
+            };
+            if !same {
+                drift.push(Drift::new(format!("{} differs", name.as_str())));
+                fix.push((name, want));
+            }
+        }
+        let owned = tags.tags().is_some_and(|t| cx.desired.is_owned(t.iter().map(|(k, v)| (k.as_str(), v.as_str()))));
+        Ok(Observed::present(owned, drift, Facts { url, fix }))
+    }
+
+    async fn apply(&self, cx: &Cx, seen: &Observed) -> Result<()> {
+        let sqs = &cx.aws.sqs;
+        let Some(f) = seen.facts::<Facts>() else {
+            let mut req = sqs.create_queue().queue_name(&self.name).set_tags(Some(tag_map(&cx.desired)));
+            for (k, v) in Queue::desired_attributes(cx) {
+                req = req.attributes(k, v);
+            }
+            req.send()
+                .await
+                .map_err(|e| Error::aws(format!("failed to create SQS queue {}", self.name), "sqs:CreateQueue", e))?;
+            return Ok(());
+        };
+        if seen.presence == Presence::Foreign {
+            sqs.tag_queue()
+                .queue_url(&f.url)
+                .set_tags(Some(tag_map(&cx.desired)))
+                .send()
+                .await
+                .map_err(|e| Error::aws(format!("failed to tag SQS queue {}", self.name), "sqs:TagQueue", e))?;
+        }
+        if !f.fix.is_empty() {
+            let mut req = sqs.set_queue_attributes().queue_url(&f.url);
+            for (k, v) in &f.fix {
+                req = req.attributes(k.clone(), v);
+            }
+            req.send().await.map_err(|e| {
+                Error::aws(format!("failed to update SQS queue {}", self.name), "sqs:SetQueueAttributes", e)
+            })?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,62 @@
+//! The account's EC2 Spot service-linked role. Without it a fresh account fails spot launches
+//! with `AuthFailure.ServiceLinkedRoleCreationNotPermitted`. It belongs to the account, not to
+//! karpctl: created when missing, never tagged or deleted.
+
+use async_trait::async_trait;
+
+use super::{Cx, Observed, Presence, Resource};
+use crate::error::{Error, ErrorKind, Result};
+
+/// Service-linked roles for spot live under this path (the name differs between AWS and
+/// emulators, the path does not).
+const SPOT_ROLE_PATH: &str = "/aws-service-role/spot.amazonaws.com/";
+
+/// The spot service-linked role.
+#[derive(Debug, Clone, Copy)]
+pub struct SpotServiceLinkedRole;
+
+async fn exists(cx: &Cx) -> Result<bool> {
+    let out = cx
+        .aws
+        .iam
+        .list_roles()
+        .path_prefix(SPOT_ROLE_PATH)
+        .send()
+        .await
+        .map_err(|e| Error::aws("failed to look for the EC2 Spot service-linked role", "iam:ListRoles", e))?;
+    Ok(!out.roles().is_empty())
+}
+
+#[async_trait]
+impl Resource for SpotServiceLinkedRole {
+    fn id(&self) -> String {
+        "service-linked-role/AWSServiceRoleForEC2Spot".into()
+    }
+
+    async fn observe(&self, cx: &Cx) -> Result<Observed> {
+        if exists(cx).await? {
+            let mut o = Observed::present(false, Vec::new(), ());
+            o.presence = Presence::Shared;
+            Ok(o)
+        } else {
+            Ok(Observed::absent())
+        }
+    }
+
+    async fn apply(&self, cx: &Cx, _seen: &Observed) -> Result<()> {
+        let created = cx.aws.iam.create_service_linked_role().aws_service_name("spot.amazonaws.com").send().await;
+        match created {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let err =
+                    Error::aws("failed to create the EC2 Spot service-linked role", "iam:CreateServiceLinkedRole", e);
+                // Created meanwhile (AWS says InvalidInput "has been taken"): that is success.
+                if matches!(err.kind, ErrorKind::AlreadyExists | ErrorKind::Aws) && exists(cx).await? {
+                    Ok(())
+                } else {
+                    Err(err)
+                }
+            }
+        }
+    }
+}
