@@ -20,6 +20,15 @@ pub enum ClusterAuth {
 }
 
 impl ClusterAuth {
+    /// The mode as EKS spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClusterAuth::ConfigMap => "CONFIG_MAP",
+            ClusterAuth::Api => "API",
+            ClusterAuth::ApiAndConfigMap => "API_AND_CONFIG_MAP",
+        }
+    }
+
     /// Whether EKS access entries work on this cluster.
     pub fn has_api(self) -> bool {
         matches!(self, ClusterAuth::Api | ClusterAuth::ApiAndConfigMap)

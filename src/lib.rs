@@ -30,7 +30,7 @@ pub async fn run(cli: &cli::Cli, hooks: &Hooks) -> Result<Report> {
     match &cli.command {
         Command::Render(a) => commands::render::run(&cli.global, a, hooks).await,
         Command::Init(a) => commands::init::run(&cli.global, a, hooks).await,
-        Command::Convert(_) => Err(Error::invalid("convert is not available yet", "")),
+        Command::Convert(a) => commands::convert::run(a),
         Command::Completions { shell } => {
             let mut buf = Vec::new();
             clap_complete::generate(*shell, &mut cli::Cli::command(), "karpctl", &mut buf);

@@ -11,6 +11,7 @@ fn main() {
     let cli = Cli::parse();
     output::init_colors(cli.global.color);
     let verbosity = cli.global.verbose as i8 - cli.global.quiet as i8;
+    output::set_verbosity(verbosity);
     init_logging(verbosity);
     let out = Output { format: cli.global.output, verbosity };
     let hooks = karpctl::Hooks {
@@ -45,9 +46,7 @@ fn main() {
 /// Logs and warnings go to stderr; `-v`/`-q` move the level, `RUST_LOG` overrides it.
 fn init_logging(verbosity: i8) {
     let level = match verbosity {
-        i8::MIN..=-2 => "error",
-        -1 => "error",
-        0 => "warn",
+        i8::MIN..=0 => "error",
         1 => "info",
         2 => "debug",
         _ => "trace",
@@ -58,6 +57,7 @@ fn init_logging(verbosity: i8) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(console::colors_enabled_stderr())
         .without_time()
         .init();
 }

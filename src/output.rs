@@ -3,6 +3,7 @@
 //! terminal, so CI logs stay clean and JSON on stdout stays parseable.
 
 use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicI8, Ordering};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{json, Map, Value};
@@ -109,9 +110,26 @@ impl Output {
     }
 }
 
-/// A warning on stderr (unless -q).
+/// -v count minus -q count, set once by the binary; library callers (tests) keep the default.
+static VERBOSITY: AtomicI8 = AtomicI8::new(0);
+
+/// Set how chatty stderr is (`-v` raises, `-q` lowers).
+pub fn set_verbosity(v: i8) {
+    VERBOSITY.store(v, Ordering::Relaxed);
+}
+
+/// A warning on stderr (silenced by -qq).
 pub fn warn(msg: &str) {
-    tracing::warn!("{msg}");
+    if VERBOSITY.load(Ordering::Relaxed) > -2 {
+        eprintln!("{} {msg}", console::style("warning:").yellow().bold());
+    }
+}
+
+/// A progress line on stderr (silenced by -q); drawn above `bar` without tearing it.
+pub fn progress(bar: &ProgressBar, msg: &str) {
+    if VERBOSITY.load(Ordering::Relaxed) >= 0 {
+        bar.suspend(|| eprintln!("{msg}"));
+    }
 }
 
 /// A spinner on stderr, drawn only when stderr is a terminal; elsewhere it stays silent and the

@@ -66,8 +66,7 @@ pub async fn run(g: &GlobalArgs, a: &InitArgs, hooks: &Hooks) -> Result<Report> 
     }
     let bar = output::spinner(&format!("applying {pending} changes"));
     let result = plan::apply(&cx, planned, &|c: &Change| {
-        bar.println(format!("{:<7} {}", past(c.action), c.resource));
-        tracing::info!("{} {}", past(c.action), c.resource);
+        output::progress(&bar, &format!("{:<7} {}", past(c.action), c.resource));
     })
     .await;
     bar.finish_and_clear();
@@ -121,11 +120,11 @@ fn past(a: Action) -> &'static str {
 fn plan_text(cx: &Cx, changes: &[Change], dry_run: bool) -> String {
     let c = &cx.cluster;
     let mut out = format!(
-        "Cluster {} ({}, account {}, authentication {:?}, controller auth {})\n",
+        "Cluster {} ({}, account {}, authentication {}, controller auth {})\n",
         c.name,
         c.region,
         c.caller.account,
-        c.auth_mode,
+        c.auth_mode.as_str(),
         match cx.desired.target.auth {
             crate::desired::AuthMode::Irsa => "irsa",
             crate::desired::AuthMode::PodIdentity => "pod-identity",
@@ -139,19 +138,19 @@ fn plan_text(cx: &Cx, changes: &[Change], dry_run: bool) -> String {
             Action::Delete => console::style(ch.action.as_str()).red(),
             Action::None | Action::Skip => console::style(ch.action.as_str()).dim(),
         };
-        let _ = writeln!(out, "  {:<6}  {:<width$}  {}", action, ch.resource, ch.detail, width = width);
+        let line = format!("  {:<6}  {:<width$}  {}", action, ch.resource, ch.detail, width = width);
+        let _ = writeln!(out, "{}", line.trim_end());
     }
     let count = |a: Action| changes.iter().filter(|c| c.action == a).count();
-    let _ = writeln!(
-        out,
-        "{}: {} to create, {} to update, {} to adopt, {} unchanged, {} skipped.",
-        if dry_run { "Plan" } else { "Applied" },
-        count(Action::Create),
-        count(Action::Update),
-        count(Action::Adopt),
-        count(Action::None),
-        count(Action::Skip),
-    );
+    let (create, update, adopt) = (count(Action::Create), count(Action::Update), count(Action::Adopt));
+    let (none, skip) = (count(Action::None), count(Action::Skip));
+    let _ = if create + update + adopt == 0 {
+        writeln!(out, "Nothing to change: {none} up to date, {skip} skipped.")
+    } else if dry_run {
+        writeln!(out, "Plan: {create} to create, {update} to update, {adopt} to adopt, {none} unchanged, {skip} skipped.")
+    } else {
+        writeln!(out, "Applied: {create} created, {update} updated, {adopt} adopted, {none} unchanged, {skip} skipped.")
+    };
     out
 }
 

@@ -1,4 +1,5 @@
 //! The subcommands: each a thin walk over the desired state and its resources.
 
+pub mod convert;
 pub mod init;
 pub mod render;
