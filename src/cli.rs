@@ -76,6 +76,8 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Make the cluster's Karpenter install (AWS side) match the desired state.
     Init(InitArgs),
+    /// Check every piece of the install and explain each failure; changes nothing.
+    Doctor(DoctorArgs),
     /// Print the documents karpctl would write, without changing anything.
     Render(RenderArgs),
     /// Convert old Karpenter YAML (v1alpha5 Provisioner, v1alpha1 AWSNodeTemplate, v1beta1) to v1.
@@ -138,6 +140,24 @@ pub struct InitArgs {
     /// Extra helm values file (repeatable), layered over karpctl's.
     #[arg(long = "values", value_name = "FILE")]
     pub values: Vec<PathBuf>,
+}
+
+/// Which side `doctor` checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Only {
+    /// Only AWS (for callers without access to the cluster API).
+    Aws,
+}
+
+/// `karpctl doctor`.
+#[derive(Debug, Clone, Args)]
+pub struct DoctorArgs {
+    /// The install's shape to check against (as given to init).
+    #[command(flatten)]
+    pub install: InstallArgs,
+    /// Check only one side.
+    #[arg(long, value_enum)]
+    pub only: Option<Only>,
 }
 
 /// `karpctl render`.

@@ -3,6 +3,7 @@
 //! The binary is a thin shell around [`run`]: tests call it directly with parsed arguments.
 
 pub mod aws;
+pub mod checks;
 pub mod cli;
 pub mod cluster;
 pub mod commands;
@@ -28,6 +29,7 @@ pub use output::Report;
 pub async fn run(cli: &cli::Cli, hooks: &Hooks) -> Result<Report> {
     use cli::Command;
     match &cli.command {
+        Command::Doctor(a) => commands::doctor::run(&cli.global, a, hooks).await,
         Command::Render(a) => commands::render::run(&cli.global, a, hooks).await,
         Command::Init(a) => commands::init::run(&cli.global, a, hooks).await,
         Command::Convert(a) => commands::convert::run(a),
@@ -43,6 +45,7 @@ pub async fn run(cli: &cli::Cli, hooks: &Hooks) -> Result<Report> {
 pub fn command_name(cli: &cli::Cli) -> &'static str {
     match &cli.command {
         cli::Command::Init(_) => "init",
+        cli::Command::Doctor(_) => "doctor",
         cli::Command::Render(_) => "render",
         cli::Command::Convert(_) => "convert",
         cli::Command::Completions { .. } => "completions",

@@ -74,11 +74,19 @@ pub struct Planned {
     pub level: usize,
 }
 
-/// Observe every resource concurrently, keeping the set's order.
-pub async fn observe_all(cx: &Cx, set: Vec<Box<dyn Resource>>) -> Result<Vec<(Box<dyn Resource>, Observed)>> {
+/// Observe every resource concurrently, keeping the set's order. With `wanted_only`, resources
+/// that are not part of this install are marked skipped without being read.
+pub async fn observe_all(
+    cx: &Cx,
+    set: Vec<Box<dyn Resource>>,
+    wanted_only: bool,
+) -> Result<Vec<(Box<dyn Resource>, Observed)>> {
     stream::iter(set)
         .map(|r| async move {
-            let seen = r.observe(cx).await?;
+            let seen = match r.not_wanted(cx).filter(|_| wanted_only) {
+                Some(reason) => Observed::skipped(reason),
+                None => r.observe(cx).await?,
+            };
             Ok::<_, Error>((r, seen))
         })
         .buffered(CONCURRENCY)
@@ -153,7 +161,7 @@ pub async fn plan(cx: &Cx, set: Vec<Box<dyn Resource>>, adopt: bool) -> Result<V
     let ids: Vec<String> = set.iter().map(|r| r.id()).collect();
     let deps: Vec<Vec<String>> = set.iter().map(|r| r.depends_on()).collect();
     let lv = levels(&ids, &deps);
-    let observed = observe_all(cx, set).await?;
+    let observed = observe_all(cx, set, true).await?;
     Ok(observed
         .into_iter()
         .zip(lv)

@@ -60,11 +60,16 @@ impl Resource for AccessEntry {
         vec![self.role_id.clone()]
     }
 
+    fn not_wanted(&self, cx: &Cx) -> Option<String> {
+        (!cx.cluster.auth_mode.has_api()).then(|| {
+            "the cluster authenticates with the aws-auth ConfigMap only; that mapping is made on the cluster side, which is not done yet (see the emitted files)".to_string()
+        })
+    }
+
     async fn observe(&self, cx: &Cx) -> Result<Observed> {
+        // Access entries cannot exist on a CONFIG_MAP cluster (EKS refuses the calls).
         if !cx.cluster.auth_mode.has_api() {
-            return Ok(Observed::skipped(
-                "the cluster authenticates with the aws-auth ConfigMap only; that mapping is made on the cluster side, which is not done yet (see the emitted files)",
-            ));
+            return Ok(Observed::absent());
         }
         let got = cx
             .aws
@@ -80,9 +85,9 @@ impl Resource for AccessEntry {
         let kind = entry.r#type().unwrap_or("STANDARD");
         let wrong_type = kind != NODE_ENTRY_TYPE;
         let drift = if wrong_type {
-            vec![Drift::new(format!(
-                "type is {kind}, not {NODE_ENTRY_TYPE} (replaced: the type cannot change in place)"
-            ))]
+            vec![Drift::new(format!("type is {kind}, not {NODE_ENTRY_TYPE}: nodes launch but never join")).with_hint(
+                "an entry's type cannot change in place; run `karpctl init --adopt` to replace it with an EC2_LINUX entry",
+            )]
         } else {
             Vec::new()
         };

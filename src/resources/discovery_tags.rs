@@ -43,6 +43,10 @@ impl Resource for DiscoveryTags {
         let value = |key: &str| out.tags().iter().find(|t| t.key() == Some(key)).and_then(|t| t.value());
         let cluster = cx.desired.target.cluster.as_str();
         let seen = match value(DISCOVERY_TAG) {
+            // karpctl's marker is still there: karpctl tagged it and the tag was removed since.
+            None if value(DISCOVERY_MARKER_TAG).is_some() => {
+                Observed::present(true, vec![Drift::new(format!("{DISCOVERY_TAG} tag removed"))], ())
+            }
             None => Observed::absent(),
             Some(v) if v != cluster => {
                 let mut o = Observed::present(false, vec![Drift::new(format!("{DISCOVERY_TAG} is {v:?}"))], ());

@@ -94,10 +94,11 @@ impl Resource for EventRule {
         vec![self.queue_id.clone()]
     }
 
+    fn not_wanted(&self, cx: &Cx) -> Option<String> {
+        (!cx.desired.target.interruption).then(|| "--no-interruption".to_string())
+    }
+
     async fn observe(&self, cx: &Cx) -> Result<Observed> {
-        if !cx.desired.target.interruption {
-            return Ok(Observed::skipped("--no-interruption"));
-        }
         let ev = &cx.aws.events;
         let rule = ev.describe_rule().name(&self.name).send().await.map_err(|e| {
             Error::aws(format!("failed to read EventBridge rule {}", self.name), "events:DescribeRule", e)

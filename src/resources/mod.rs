@@ -59,12 +59,20 @@ pub enum Presence {
 pub struct Drift {
     /// What differs, e.g. "trust policy differs".
     pub message: String,
+    /// A fix more specific than "run karpctl init", where there is one.
+    pub hint: Option<String>,
 }
 
 impl Drift {
     /// A drift entry.
     pub fn new(message: impl Into<String>) -> Self {
-        Drift { message: message.into() }
+        Drift { message: message.into(), hint: None }
+    }
+
+    /// Attach a specific fix.
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
     }
 }
 
@@ -123,6 +131,11 @@ pub trait Resource: Send + Sync {
     /// Ids of the resources that must exist before this one is applied.
     fn depends_on(&self) -> Vec<String> {
         Vec::new()
+    }
+    /// Why the resource is not part of this install (e.g. `--no-interruption`), if it is not.
+    /// `init` and `doctor` skip such resources; `teardown` still removes them if karpctl made them.
+    fn not_wanted(&self, _cx: &Cx) -> Option<String> {
+        None
     }
     /// Read what exists. The only place that reads AWS.
     async fn observe(&self, cx: &Cx) -> Result<Observed>;

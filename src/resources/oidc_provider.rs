@@ -38,13 +38,12 @@ impl Resource for OidcProvider {
         self.id.clone()
     }
 
+    fn not_wanted(&self, cx: &Cx) -> Option<String> {
+        (cx.desired.target.auth != AuthMode::Irsa).then(|| "not needed with --auth pod-identity".to_string())
+    }
+
     async fn observe(&self, cx: &Cx) -> Result<Observed> {
-        if cx.desired.target.auth != AuthMode::Irsa {
-            return Ok(Observed::skipped("not needed with --auth pod-identity"));
-        }
-        let Some(arn) = cx.desired.oidc_provider_arn() else {
-            return Ok(Observed::skipped("the cluster has no OIDC issuer"));
-        };
+        let Some(arn) = cx.desired.oidc_provider_arn() else { return Ok(Observed::absent()) };
         let got = cx
             .aws
             .iam

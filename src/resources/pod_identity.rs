@@ -43,10 +43,11 @@ impl Resource for PodIdentityAssociation {
         vec![self.role_id.clone()]
     }
 
+    fn not_wanted(&self, cx: &Cx) -> Option<String> {
+        (cx.desired.target.auth != AuthMode::PodIdentity).then(|| "not used with --auth irsa".to_string())
+    }
+
     async fn observe(&self, cx: &Cx) -> Result<Observed> {
-        if cx.desired.target.auth != AuthMode::PodIdentity {
-            return Ok(Observed::skipped("not used with --auth irsa"));
-        }
         let eks = &cx.aws.eks;
         let list = eks
             .list_pod_identity_associations()

@@ -47,10 +47,11 @@ impl Resource for Queue {
         format!("sqs-queue/{}", self.name)
     }
 
+    fn not_wanted(&self, cx: &Cx) -> Option<String> {
+        (!cx.desired.target.interruption).then(|| "--no-interruption".to_string())
+    }
+
     async fn observe(&self, cx: &Cx) -> Result<Observed> {
-        if !cx.desired.target.interruption {
-            return Ok(Observed::skipped("--no-interruption"));
-        }
         let sqs = &cx.aws.sqs;
         let url = sqs
             .get_queue_url()

@@ -110,14 +110,17 @@ impl Resource for Role {
             Some(doc) => Some(parse_policy(doc)?),
             None => None,
         };
-        let trust_differs = !trust.is_some_and(|t| policy_eq(&t, self.trust(cx)));
+        let trust_drift = match &trust {
+            Some(t) if policy_eq(t, self.trust(cx)) => None,
+            Some(t) => Some(trust_difference(t, self.trust(cx))),
+            None => Some(Drift::new("trust policy missing")),
+        };
+        let trust_differs = trust_drift.is_some();
         let have: Vec<&str> = attached.attached_policies().iter().filter_map(|p| p.policy_arn()).collect();
         let missing_policies: Vec<String> =
             self.policies.iter().filter(|p| !have.contains(&p.as_str())).cloned().collect();
         let mut drift = Vec::new();
-        if trust_differs {
-            drift.push(Drift::new("trust policy differs"));
-        }
+        drift.extend(trust_drift);
         for p in &missing_policies {
             drift.push(Drift::new(format!("policy {} not attached", p.rsplit('/').next().unwrap_or(p))));
         }
@@ -161,5 +164,58 @@ impl Resource for Role {
             )?;
         }
         self.attach(cx, &f.missing_policies).await
+    }
+}
+
+/// The string values of every condition key ending in `suffix` (`:sub`, `:aud`) in a trust policy.
+fn condition_values(doc: &Value, suffix: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let statements = match &doc["Statement"] {
+        Value::Array(a) => a.clone(),
+        other => vec![other.clone()],
+    };
+    for st in statements {
+        if let Some(conds) = st["Condition"].as_object() {
+            for block in conds.values().filter_map(Value::as_object) {
+                for (_, v) in block.iter().filter(|(k, _)| k.ends_with(suffix)) {
+                    match v {
+                        Value::String(s) => out.push(s.clone()),
+                        Value::Array(a) => out.extend(a.iter().filter_map(|x| x.as_str().map(str::to_string))),
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Say how a trust policy differs, naming the IRSA subject when that is what is wrong: a `sub`
+/// naming the wrong namespace or service account is the classic silent IRSA failure.
+fn trust_difference(actual: &Value, desired: &Value) -> Drift {
+    let (have, want) = (condition_values(actual, ":sub"), condition_values(desired, ":sub"));
+    if !want.is_empty() && have != want {
+        let have = if have.is_empty() { "no service account".to_string() } else { have.join(", ") };
+        return Drift::new(format!("trust policy allows {have}, not {}", want.join(", ")))
+            .with_hint("the controller cannot assume its role; run `karpctl init` with the namespace the release is installed in");
+    }
+    Drift::new("trust policy differs")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_wrong_irsa_subject_is_named() {
+        let want = json!({"Statement": [{"Condition": {"StringEquals": {"o/id/X:sub": "system:serviceaccount:kube-system:karpenter"}}}]});
+        let have = json!({"Statement": [{"Condition": {"StringEquals": {"o/id/X:sub": "system:serviceaccount:karpenter:karpenter"}}}]});
+        let d = trust_difference(&have, &want);
+        assert_eq!(
+            d.message,
+            "trust policy allows system:serviceaccount:karpenter:karpenter, not system:serviceaccount:kube-system:karpenter"
+        );
+        assert_eq!(trust_difference(&json!({"Statement": []}), &json!({"Statement": [{}]})).message, "trust policy differs");
     }
 }
