@@ -78,6 +78,8 @@ pub enum Command {
     Init(InitArgs),
     /// Check every piece of the install and explain each failure; changes nothing.
     Doctor(DoctorArgs),
+    /// Remove what karpctl made, in order, and what Karpenter left behind for the cluster.
+    Teardown(TeardownArgs),
     /// Print the documents karpctl would write, without changing anything.
     Render(RenderArgs),
     /// Convert old Karpenter YAML (v1alpha5 Provisioner, v1alpha1 AWSNodeTemplate, v1beta1) to v1.
@@ -158,6 +160,20 @@ pub struct DoctorArgs {
     /// Check only one side.
     #[arg(long, value_enum)]
     pub only: Option<Only>,
+}
+
+/// `karpctl teardown`.
+#[derive(Debug, Clone, Args)]
+pub struct TeardownArgs {
+    /// The install's shape (its namespace matters; the other options are ignored).
+    #[command(flatten)]
+    pub install: InstallArgs,
+    /// List what would be removed; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Keep karpctl's IAM roles, policies, instance profile and OIDC provider.
+    #[arg(long)]
+    pub keep_iam: bool,
 }
 
 /// `karpctl render`.

@@ -7,6 +7,9 @@ use crate::aws::Aws;
 use crate::desired::Partition;
 use crate::error::{Error, ErrorKind, Result};
 
+/// The status karpctl gives a cluster that does not exist (EKS has no such status).
+pub const NOT_FOUND: &str = "NOT_FOUND";
+
 /// How the cluster authenticates nodes: decides access entry vs aws-auth.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -153,6 +156,32 @@ async fn not_found(aws: &Aws, name: &str, region: &str) -> Error {
 }
 
 impl ClusterInfo {
+    /// What teardown works from when the cluster is already gone: the caller's identity and
+    /// the name, nothing the cluster would have told.
+    pub fn gone(name: &str, region: &str, caller: Caller) -> Self {
+        ClusterInfo {
+            name: name.to_string(),
+            arn: String::new(),
+            region: region.to_string(),
+            caller,
+            version: String::new(),
+            status: NOT_FOUND.to_string(),
+            endpoint: None,
+            ca_data: None,
+            issuer: None,
+            vpc_id: None,
+            subnet_ids: Vec::new(),
+            cluster_security_group_id: None,
+            auth_mode: ClusterAuth::ConfigMap,
+            auto_mode: false,
+        }
+    }
+
+    /// Whether the cluster exists (false for `gone`).
+    pub fn exists(&self) -> bool {
+        self.status != NOT_FOUND
+    }
+
     /// Refuse clusters karpctl must not install into: not ACTIVE, or Auto Mode (whose built-in
     /// Karpenter would fight a second one).
     pub fn require_installable(&self) -> Result<()> {

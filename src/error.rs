@@ -82,6 +82,17 @@ impl Error {
         self
     }
 
+    /// Add "then run `command` again" to the hint: after a failure midway, a re-run completes
+    /// the job, and the user should know that whatever the cause was.
+    pub fn resumable(self, command: &str) -> Self {
+        let again = format!("run {command} again: it continues where it stopped");
+        let hint = match &self.hint {
+            Some(h) => format!("{h}; then {again}"),
+            None => format!("fix the cause and {again}"),
+        };
+        Error { hint: Some(hint), ..self }
+    }
+
     /// The process exit code for this error (the contract: 1 for anything that could not be done).
     pub fn exit_code(&self) -> i32 {
         1
@@ -124,7 +135,7 @@ impl Error {
                 } else if cause.contains("region") || cause.contains("Region") {
                     (ErrorKind::Credentials, REGION_HINT.to_string())
                 } else {
-                    (ErrorKind::Aws, "run with -v for details".to_string())
+                    return Error::new(ErrorKind::Aws, doing).with_cause(cause);
                 };
                 Error::new(kind, doing).with_cause(cause).with_hint(hint)
             }

@@ -30,6 +30,7 @@ pub async fn run(cli: &cli::Cli, hooks: &Hooks) -> Result<Report> {
     use cli::Command;
     match &cli.command {
         Command::Doctor(a) => commands::doctor::run(&cli.global, a, hooks).await,
+        Command::Teardown(a) => commands::teardown::run(&cli.global, a, hooks).await,
         Command::Render(a) => commands::render::run(&cli.global, a, hooks).await,
         Command::Init(a) => commands::init::run(&cli.global, a, hooks).await,
         Command::Convert(a) => commands::convert::run(a),
@@ -46,6 +47,7 @@ pub fn command_name(cli: &cli::Cli) -> &'static str {
     match &cli.command {
         cli::Command::Init(_) => "init",
         cli::Command::Doctor(_) => "doctor",
+        cli::Command::Teardown(_) => "teardown",
         cli::Command::Render(_) => "render",
         cli::Command::Convert(_) => "convert",
         cli::Command::Completions { .. } => "completions",

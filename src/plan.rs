@@ -193,6 +193,37 @@ pub fn foreign_error(ids: &[String]) -> Error {
     .with_hint("if these are from an earlier install you want karpctl to manage, run again with --adopt; otherwise remove or rename them")
 }
 
+/// The teardown change for one observation: only what karpctl owns is deleted.
+pub fn plan_delete(resource: String, seen: &Observed, keep: bool) -> Change {
+    let (action, detail) = match seen.presence {
+        Presence::Absent => (Action::None, "already gone"),
+        _ if keep => (Action::Skip, "--keep-iam"),
+        Presence::Owned => (Action::Delete, ""),
+        Presence::Shared => (Action::Skip, "not karpctl's; left in place"),
+        Presence::Foreign => (Action::Skip, "foreign: no karpctl ownership tags; left in place"),
+    };
+    Change { resource, action, detail: detail.to_string() }
+}
+
+/// Delete every planned deletion, highest dependency level first, each level's resources
+/// concurrently (bounded).
+pub async fn delete(cx: &Cx, planned: &[Planned], on_done: &(dyn Fn(&Change) + Sync)) -> Result<()> {
+    let max = planned.iter().map(|p| p.level).max().unwrap_or(0);
+    for level in (0..=max).rev() {
+        let batch = planned.iter().filter(|p| p.level == level && p.change.action == Action::Delete);
+        stream::iter(batch)
+            .map(|p| async move {
+                p.resource.delete(cx, &p.seen).await?;
+                on_done(&p.change);
+                Ok::<_, Error>(())
+            })
+            .buffer_unordered(CONCURRENCY)
+            .try_collect::<Vec<()>>()
+            .await?;
+    }
+    Ok(())
+}
+
 /// Apply every planned change in dependency order. `on_done` is told about each applied change.
 pub async fn apply(cx: &Cx, planned: &[Planned], on_done: &(dyn Fn(&Change) + Sync)) -> Result<()> {
     let max = planned.iter().map(|p| p.level).max().unwrap_or(0);
@@ -234,6 +265,18 @@ mod tests {
         let mut shared = Observed::present(false, vec![], ());
         shared.presence = Presence::Shared;
         assert_eq!(plan_one(id(), &shared, false).action, Action::None);
+    }
+
+    #[test]
+    fn teardown_deletes_only_what_karpctl_owns() {
+        let id = || "iam-role/x".to_string();
+        assert_eq!(plan_delete(id(), &Observed::present(true, vec![], ()), false).action, Action::Delete);
+        assert_eq!(plan_delete(id(), &Observed::present(true, vec![], ()), true).action, Action::Skip);
+        assert_eq!(plan_delete(id(), &Observed::present(false, vec![], ()), false).action, Action::Skip);
+        assert_eq!(plan_delete(id(), &Observed::absent(), false).action, Action::None);
+        let mut shared = Observed::present(false, vec![], ());
+        shared.presence = Presence::Shared;
+        assert_eq!(plan_delete(id(), &shared, false).action, Action::Skip);
     }
 
     #[test]

@@ -36,10 +36,8 @@ pub fn run(a: &ConvertArgs) -> Result<Report> {
     }
     let mut report = Report::raw("convert", text);
     report.raw = false;
-    let documents: Vec<_> = docs
-        .iter()
-        .map(|d| json!({"resource": convert::resource_name(d), "kind": "manifest", "content": d}))
-        .collect();
+    let documents: Vec<_> =
+        docs.iter().map(|d| json!({"resource": convert::resource_name(d), "kind": "manifest", "content": d})).collect();
     report.body.insert("documents".into(), json!(documents));
     report.body.insert("warnings".into(), json!(converted.warnings));
     if a.dir.is_some() {

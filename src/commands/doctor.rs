@@ -36,10 +36,8 @@ pub async fn run(g: &GlobalArgs, a: &DoctorArgs, hooks: &Hooks) -> Result<Report
     let deps: Vec<Vec<String>> = set.iter().map(|r| r.depends_on()).collect();
     let (observed, discovery) = tokio::join!(plan::observe_all(&cx, set, true), discovery_checks(&cx));
     let observed = observed?;
-    let missing: HashMap<String, bool> = observed
-        .iter()
-        .map(|(r, seen)| (r.id(), seen.presence == Presence::Absent && seen.skip.is_none()))
-        .collect();
+    let missing: HashMap<String, bool> =
+        observed.iter().map(|(r, seen)| (r.id(), seen.presence == Presence::Absent && seen.skip.is_none())).collect();
     for ((r, seen), deps) in observed.iter().zip(deps) {
         let id = r.id();
         // A missing prerequisite explains its dependants: report it once, not as a cascade.
@@ -56,7 +54,9 @@ pub async fn run(g: &GlobalArgs, a: &DoctorArgs, hooks: &Hooks) -> Result<Report
     checks.extend(discovery?);
     let skip_reason = match a.only {
         Some(Only::Aws) => "--only aws",
-        _ => "cluster-side checks (helm releases, CRDs, controller, EC2NodeClass conditions) are not in this version yet",
+        _ => {
+            "cluster-side checks (helm releases, CRDs, controller, EC2NodeClass conditions) are not in this version yet"
+        }
     };
     checks.push(Check::new("cluster-side", Status::Skip, skip_reason));
     Ok(report(&cx.cluster, checks))
@@ -142,25 +142,48 @@ async fn discovery_checks(cx: &Cx) -> Result<Vec<Check>> {
     let tagged = tagged_subnets.map_err(|e| Error::aws("failed to find tagged subnets", "ec2:DescribeSubnets", e))?;
     let covered = zones(tagged.subnets());
     let uncovered: Vec<&String> = used.iter().filter(|z| !covered.contains(*z)).collect();
-    let hint = format!("tag a subnet in each zone with {DISCOVERY_TAG}={cluster} (karpctl init does it for the cluster's subnets)");
+    let hint = format!(
+        "tag a subnet in each zone with {DISCOVERY_TAG}={cluster} (karpctl init does it for the cluster's subnets)"
+    );
     let subnets = if tagged.subnets().is_empty() {
-        Check::new("discovery.subnets", Status::Fail, format!("no subnet is tagged {DISCOVERY_TAG}={cluster}: NodeClaims fail with \"no subnets matched selector\"")).with_hint(hint)
+        Check::new(
+            "discovery.subnets",
+            Status::Fail,
+            format!(
+                "no subnet is tagged {DISCOVERY_TAG}={cluster}: NodeClaims fail with \"no subnets matched selector\""
+            ),
+        )
+        .with_hint(hint)
     } else if !uncovered.is_empty() {
         let list: Vec<&str> = uncovered.iter().map(|z| z.as_str()).collect();
-        Check::new("discovery.subnets", Status::Fail, format!("no tagged subnet in {}", list.join(", "))).with_hint(hint)
+        Check::new("discovery.subnets", Status::Fail, format!("no tagged subnet in {}", list.join(", ")))
+            .with_hint(hint)
     } else {
         Check::new(
             "discovery.subnets",
             Status::Pass,
-            format!("{} tagged subnets cover {}", tagged.subnets().len(), covered.into_iter().collect::<Vec<_>>().join(", ")),
+            format!(
+                "{} tagged subnets cover {}",
+                tagged.subnets().len(),
+                covered.into_iter().collect::<Vec<_>>().join(", ")
+            ),
         )
     };
-    let groups = tagged_groups.map_err(|e| Error::aws("failed to find tagged security groups", "ec2:DescribeSecurityGroups", e))?;
+    let groups = tagged_groups
+        .map_err(|e| Error::aws("failed to find tagged security groups", "ec2:DescribeSecurityGroups", e))?;
     let sg = if groups.security_groups().is_empty() {
-        Check::new("discovery.security-groups", Status::Fail, format!("no security group is tagged {DISCOVERY_TAG}={cluster}"))
-            .with_hint(format!("tag the cluster security group with {DISCOVERY_TAG}={cluster} (karpctl init does it)"))
+        Check::new(
+            "discovery.security-groups",
+            Status::Fail,
+            format!("no security group is tagged {DISCOVERY_TAG}={cluster}"),
+        )
+        .with_hint(format!("tag the cluster security group with {DISCOVERY_TAG}={cluster} (karpctl init does it)"))
     } else {
-        Check::new("discovery.security-groups", Status::Pass, format!("{} tagged security groups", groups.security_groups().len()))
+        Check::new(
+            "discovery.security-groups",
+            Status::Pass,
+            format!("{} tagged security groups", groups.security_groups().len()),
+        )
     };
     Ok(vec![subnets, sg])
 }

@@ -70,11 +70,7 @@ pub async fn run(g: &GlobalArgs, a: &InitArgs, hooks: &Hooks) -> Result<Report> 
     })
     .await;
     bar.finish_and_clear();
-    result.map_err(|e| {
-        let hint =
-            e.hint.clone().unwrap_or_else(|| "fix the cause and run init again: it continues where it stopped".into());
-        Error { hint: Some(hint), ..e }
-    })?;
+    result.map_err(|e| e.resumable("init"))?;
     let emitted = match &a.emit {
         Some(dir) => Some(emit(&cx, dir, &extra)?),
         None => None,
@@ -147,7 +143,10 @@ fn plan_text(cx: &Cx, changes: &[Change], dry_run: bool) -> String {
     let _ = if create + update + adopt == 0 {
         writeln!(out, "Nothing to change: {none} up to date, {skip} skipped.")
     } else if dry_run {
-        writeln!(out, "Plan: {create} to create, {update} to update, {adopt} to adopt, {none} unchanged, {skip} skipped.")
+        writeln!(
+            out,
+            "Plan: {create} to create, {update} to update, {adopt} to adopt, {none} unchanged, {skip} skipped."
+        )
     } else {
         writeln!(out, "Applied: {create} created, {update} updated, {adopt} adopted, {none} unchanged, {skip} skipped.")
     };

@@ -4,3 +4,4 @@ pub mod convert;
 pub mod doctor;
 pub mod init;
 pub mod render;
+pub mod teardown;

@@ -4,6 +4,7 @@
 
 use async_trait::async_trait;
 
+use super::ignore_gone;
 use super::{fresh_iam_error, retry_fresh, tag_map, Cx, Drift, Observed, Presence, Resource};
 use crate::desired::Desired;
 use crate::error::{Error, Result, ResultExt};
@@ -68,7 +69,7 @@ impl Resource for AccessEntry {
 
     async fn observe(&self, cx: &Cx) -> Result<Observed> {
         // Access entries cannot exist on a CONFIG_MAP cluster (EKS refuses the calls).
-        if !cx.cluster.auth_mode.has_api() {
+        if !cx.cluster.auth_mode.has_api() || !cx.cluster.exists() {
             return Ok(Observed::absent());
         }
         let got = cx
@@ -117,5 +118,13 @@ impl Resource for AccessEntry {
                 .map_err(|e| Error::aws("failed to tag the node role's access entry", "eks:TagResource", e))?;
         }
         Ok(())
+    }
+
+    async fn delete(&self, cx: &Cx, _seen: &Observed) -> Result<()> {
+        let r =
+            cx.aws.eks.delete_access_entry().cluster_name(&cx.cluster.name).principal_arn(&self.principal).send().await;
+        ignore_gone(
+            r.map_err(|e| Error::aws("failed to delete the node role's access entry", "eks:DeleteAccessEntry", e)),
+        )
     }
 }

@@ -5,6 +5,7 @@
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{Filter, Tag};
 
+use super::ignore_gone;
 use super::{Cx, Drift, Observed, Presence, Resource};
 use crate::desired::{DISCOVERY_MARKER_TAG, DISCOVERY_TAG, TAG_MANAGED_BY_VALUE};
 use crate::error::{Error, Result};
@@ -79,5 +80,19 @@ impl Resource for DiscoveryTags {
             .await
             .map_err(|e| Error::aws(format!("failed to tag {}", self.resource_id), "ec2:CreateTags", e))?;
         Ok(())
+    }
+
+    async fn delete(&self, cx: &Cx, _seen: &Observed) -> Result<()> {
+        // Only tags karpctl added reach here (Owned = marker present); both go.
+        let r = cx
+            .aws
+            .ec2
+            .delete_tags()
+            .resources(&self.resource_id)
+            .tags(Tag::builder().key(DISCOVERY_TAG).value(&cx.desired.target.cluster).build())
+            .tags(Tag::builder().key(DISCOVERY_MARKER_TAG).build())
+            .send()
+            .await;
+        ignore_gone(r.map_err(|e| Error::aws(format!("failed to untag {}", self.resource_id), "ec2:DeleteTags", e)))
     }
 }

@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use aws_sdk_eventbridge::types::{RuleState, Tag, Target};
 use serde_json::Value;
 
+use super::ignore_gone;
 use super::{Cx, Drift, Observed, Presence, Resource};
 use crate::desired::Desired;
 use crate::error::{Error, ErrorKind, Result, ResultExt};
@@ -158,5 +159,23 @@ impl Resource for EventRule {
             self.put_target(cx).await?;
         }
         Ok(())
+    }
+
+    async fn delete(&self, cx: &Cx, _seen: &Observed) -> Result<()> {
+        let ev = &cx.aws.events;
+        // EventBridge refuses to delete a rule that still has targets.
+        let targets = ev.list_targets_by_rule().rule(&self.name).send().await.map_err(|e| {
+            Error::aws(format!("failed to list targets of rule {}", self.name), "events:ListTargetsByRule", e)
+        });
+        let Some(targets) = targets.found()? else { return Ok(()) };
+        let ids: Vec<String> = targets.targets().iter().map(|t| t.id().to_string()).collect();
+        if !ids.is_empty() {
+            let r = ev.remove_targets().rule(&self.name).set_ids(Some(ids)).send().await;
+            ignore_gone(r.map_err(|e| {
+                Error::aws(format!("failed to remove the targets of rule {}", self.name), "events:RemoveTargets", e)
+            }))?;
+        }
+        let r = ev.delete_rule().name(&self.name).send().await;
+        ignore_gone(r.map_err(|e| Error::aws(format!("failed to delete rule {}", self.name), "events:DeleteRule", e)))
     }
 }

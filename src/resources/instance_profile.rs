@@ -3,6 +3,7 @@
 
 use async_trait::async_trait;
 
+use super::ignore_gone;
 use super::{fresh_iam_error, iam_owned, iam_tags, retry_fresh, Cx, Drift, Observed, Presence, Resource};
 use crate::desired::Desired;
 use crate::error::{Error, Result, ResultExt};
@@ -124,4 +125,44 @@ impl Resource for InstanceProfile {
         }
         Ok(())
     }
+
+    fn is_iam(&self) -> bool {
+        true
+    }
+
+    async fn delete(&self, cx: &Cx, _seen: &Observed) -> Result<()> {
+        delete_instance_profile(cx, &self.name).await
+    }
+}
+
+/// Delete an instance profile, taking its roles out first (IAM refuses otherwise). Shared with
+/// the orphan sweep, which removes the profiles Karpenter made.
+pub async fn delete_instance_profile(cx: &Cx, name: &str) -> Result<()> {
+    let iam = &cx.aws.iam;
+    let got = iam
+        .get_instance_profile()
+        .instance_profile_name(name)
+        .send()
+        .await
+        .map_err(|e| Error::aws(format!("failed to read instance profile {name}"), "iam:GetInstanceProfile", e));
+    let Some(got) = got.found()? else { return Ok(()) };
+    for role in got.instance_profile().map(|p| p.roles()).unwrap_or_default() {
+        let r = iam
+            .remove_role_from_instance_profile()
+            .instance_profile_name(name)
+            .role_name(role.role_name())
+            .send()
+            .await;
+        ignore_gone(r.map_err(|e| {
+            Error::aws(
+                format!("failed to take {} out of {name}", role.role_name()),
+                "iam:RemoveRoleFromInstanceProfile",
+                e,
+            )
+        }))?;
+    }
+    let r = iam.delete_instance_profile().instance_profile_name(name).send().await;
+    ignore_gone(
+        r.map_err(|e| Error::aws(format!("failed to delete instance profile {name}"), "iam:DeleteInstanceProfile", e)),
+    )
 }

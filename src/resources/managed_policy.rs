@@ -3,6 +3,7 @@
 
 use async_trait::async_trait;
 
+use super::ignore_gone;
 use super::{iam_owned, iam_tags, parse_policy, policy_eq, Cx, Drift, Observed, Presence, Resource};
 use crate::desired::Desired;
 use crate::error::{Error, ErrorKind, Result, ResultExt};
@@ -127,5 +128,50 @@ impl Resource for ManagedPolicy {
             })?;
         }
         Ok(())
+    }
+
+    fn is_iam(&self) -> bool {
+        true
+    }
+
+    async fn delete(&self, cx: &Cx, _seen: &Observed) -> Result<()> {
+        let iam = &cx.aws.iam;
+        let arn = &self.arn;
+        // A policy goes only once it is attached nowhere and has no version but the default.
+        let entities = iam.list_entities_for_policy().policy_arn(arn).send().await.map_err(|e| {
+            Error::aws(format!("failed to list where {} is attached", self.name), "iam:ListEntitiesForPolicy", e)
+        });
+        let Some(entities) = entities.found()? else { return Ok(()) };
+        for role in entities.policy_roles().iter().filter_map(|r| r.role_name()) {
+            let r = iam.detach_role_policy().role_name(role).policy_arn(arn).send().await;
+            ignore_gone(r.map_err(|e| {
+                Error::aws(format!("failed to detach {} from {role}", self.name), "iam:DetachRolePolicy", e)
+            }))?;
+        }
+        for user in entities.policy_users().iter().filter_map(|u| u.user_name()) {
+            let r = iam.detach_user_policy().user_name(user).policy_arn(arn).send().await;
+            ignore_gone(r.map_err(|e| {
+                Error::aws(format!("failed to detach {} from {user}", self.name), "iam:DetachUserPolicy", e)
+            }))?;
+        }
+        for group in entities.policy_groups().iter().filter_map(|g| g.group_name()) {
+            let r = iam.detach_group_policy().group_name(group).policy_arn(arn).send().await;
+            ignore_gone(r.map_err(|e| {
+                Error::aws(format!("failed to detach {} from {group}", self.name), "iam:DetachGroupPolicy", e)
+            }))?;
+        }
+        let versions = iam.list_policy_versions().policy_arn(arn).send().await.map_err(|e| {
+            Error::aws(format!("failed to list versions of {}", self.name), "iam:ListPolicyVersions", e)
+        })?;
+        for v in versions.versions().iter().filter(|v| !v.is_default_version()).filter_map(|v| v.version_id()) {
+            let r = iam.delete_policy_version().policy_arn(arn).version_id(v).send().await;
+            ignore_gone(r.map_err(|e| {
+                Error::aws(format!("failed to delete {v} of {}", self.name), "iam:DeletePolicyVersion", e)
+            }))?;
+        }
+        let r = iam.delete_policy().policy_arn(arn).send().await;
+        ignore_gone(
+            r.map_err(|e| Error::aws(format!("failed to delete IAM policy {}", self.name), "iam:DeletePolicy", e)),
+        )
     }
 }

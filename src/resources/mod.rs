@@ -8,6 +8,7 @@ pub mod event_rule;
 pub mod instance_profile;
 pub mod managed_policy;
 pub mod oidc_provider;
+pub mod orphans;
 pub mod pod_identity;
 pub mod queue;
 pub mod role;
@@ -141,6 +142,13 @@ pub trait Resource: Send + Sync {
     async fn observe(&self, cx: &Cx) -> Result<Observed>;
     /// Converge: create it, repair its drift, or (adopting) tag it as karpctl's.
     async fn apply(&self, cx: &Cx, seen: &Observed) -> Result<()>;
+    /// Remove it (teardown calls this only for resources karpctl owns), together with what
+    /// must go first for the delete to succeed (attachments, targets, versions).
+    async fn delete(&self, cx: &Cx, seen: &Observed) -> Result<()>;
+    /// Whether it is IAM (kept by `teardown --keep-iam`).
+    fn is_iam(&self) -> bool {
+        false
+    }
 }
 
 /// The ordered desired set for a cluster: every resource `init` considers, in apply order.
@@ -166,6 +174,16 @@ pub fn desired_set(d: &Desired, cluster: &ClusterInfo) -> Vec<Box<dyn Resource>>
         set.push(Box::new(event_rule::EventRule::new(d, i, &name.name)));
     }
     set
+}
+
+/// A delete whose target is already gone has done its job (a re-run after a crash, a
+/// resource removed by hand meanwhile).
+pub fn ignore_gone<T>(r: Result<T>) -> Result<()> {
+    match r {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind == ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// The ownership tags as IAM tags.

@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 
-use super::{iam_owned, iam_tags, Cx, Drift, Observed, Presence, Resource};
+use super::{iam_owned, iam_tags, ignore_gone, Cx, Drift, Observed, Presence, Resource};
 use crate::desired::{issuer_host_path, AuthMode, Desired, STS_AUDIENCE};
 use crate::error::{Error, Result, ResultExt};
 
@@ -12,13 +12,43 @@ use crate::error::{Error, Result, ResultExt};
 #[derive(Debug, Clone)]
 pub struct OidcProvider {
     id: String,
+    arn: Option<String>,
 }
 
 impl OidcProvider {
     /// The provider for the cluster's issuer.
     pub fn new(d: &Desired) -> Self {
-        OidcProvider { id: id(d) }
+        OidcProvider { id: id(d), arn: d.oidc_provider_arn() }
     }
+
+    /// A provider known by its ARN (teardown finds karpctl's by its tags once the cluster is gone).
+    pub fn with_arn(arn: &str) -> Self {
+        let hp = arn.split_once(":oidc-provider/").map(|(_, hp)| hp).unwrap_or(arn);
+        OidcProvider { id: format!("oidc-provider/{hp}"), arn: Some(arn.to_string()) }
+    }
+}
+
+/// The ARNs of the OIDC providers karpctl created for this cluster.
+pub async fn find_owned(cx: &Cx) -> Result<Vec<String>> {
+    let iam = &cx.aws.iam;
+    let list = iam
+        .list_open_id_connect_providers()
+        .send()
+        .await
+        .map_err(|e| Error::aws("failed to list IAM OIDC providers", "iam:ListOpenIDConnectProviders", e))?;
+    let mut owned = Vec::new();
+    for arn in list.open_id_connect_provider_list().iter().filter_map(|p| p.arn()) {
+        let got = iam
+            .get_open_id_connect_provider()
+            .open_id_connect_provider_arn(arn)
+            .send()
+            .await
+            .map_err(|e| Error::aws("failed to read an IAM OIDC provider", "iam:GetOpenIDConnectProvider", e));
+        if got.found()?.is_some_and(|g| iam_owned(&cx.desired, g.tags())) {
+            owned.push(arn.to_string());
+        }
+    }
+    Ok(owned)
 }
 
 /// The provider's resource id: `oidc-provider/<issuer host/path>`.
@@ -42,8 +72,12 @@ impl Resource for OidcProvider {
         (cx.desired.target.auth != AuthMode::Irsa).then(|| "not needed with --auth pod-identity".to_string())
     }
 
+    fn is_iam(&self) -> bool {
+        true
+    }
+
     async fn observe(&self, cx: &Cx) -> Result<Observed> {
-        let Some(arn) = cx.desired.oidc_provider_arn() else { return Ok(Observed::absent()) };
+        let Some(arn) = self.arn.clone() else { return Ok(Observed::absent()) };
         let got = cx
             .aws
             .iam
@@ -98,5 +132,15 @@ impl Resource for OidcProvider {
             Some(_) => {}
         }
         Ok(())
+    }
+
+    async fn delete(&self, cx: &Cx, _seen: &Observed) -> Result<()> {
+        let Some(arn) = &self.arn else { return Ok(()) };
+        let done = cx.aws.iam.delete_open_id_connect_provider().open_id_connect_provider_arn(arn).send().await;
+        ignore_gone(
+            done.map_err(|e| {
+                Error::aws("failed to delete the IAM OIDC provider", "iam:DeleteOpenIDConnectProvider", e)
+            }),
+        )
     }
 }

@@ -3,6 +3,7 @@
 
 use async_trait::async_trait;
 
+use super::ignore_gone;
 use super::{fresh_iam_error, retry_fresh, tag_map, Cx, Drift, Observed, Presence, Resource};
 use crate::desired::{AuthMode, Desired, SERVICE_ACCOUNT};
 use crate::error::{Error, Result};
@@ -48,6 +49,9 @@ impl Resource for PodIdentityAssociation {
     }
 
     async fn observe(&self, cx: &Cx) -> Result<Observed> {
+        if !cx.cluster.exists() {
+            return Ok(Observed::absent());
+        }
         let eks = &cx.aws.eks;
         let list = eks
             .list_pod_identity_associations()
@@ -127,5 +131,20 @@ impl Resource for PodIdentityAssociation {
                 })?;
         }
         Ok(())
+    }
+
+    async fn delete(&self, cx: &Cx, seen: &Observed) -> Result<()> {
+        let Some(f) = seen.facts::<Facts>() else { return Ok(()) };
+        let r = cx
+            .aws
+            .eks
+            .delete_pod_identity_association()
+            .cluster_name(&cx.cluster.name)
+            .association_id(&f.id)
+            .send()
+            .await;
+        ignore_gone(r.map_err(|e| {
+            Error::aws("failed to delete the Pod Identity association", "eks:DeletePodIdentityAssociation", e)
+        }))
     }
 }

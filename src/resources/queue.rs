@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use aws_sdk_sqs::types::QueueAttributeName;
 
+use super::ignore_gone;
 use super::{parse_policy, policy_eq, tag_map, Cx, Drift, Observed, Presence, Resource};
 use crate::desired::Desired;
 use crate::error::{Error, Result, ResultExt};
@@ -122,5 +123,13 @@ impl Resource for Queue {
             })?;
         }
         Ok(())
+    }
+
+    async fn delete(&self, cx: &Cx, seen: &Observed) -> Result<()> {
+        let Some(f) = seen.facts::<Facts>() else { return Ok(()) };
+        let r = cx.aws.sqs.delete_queue().queue_url(&f.url).send().await;
+        ignore_gone(
+            r.map_err(|e| Error::aws(format!("failed to delete SQS queue {}", self.name), "sqs:DeleteQueue", e)),
+        )
     }
 }

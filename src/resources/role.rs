@@ -4,6 +4,7 @@
 use async_trait::async_trait;
 use serde_json::Value;
 
+use super::ignore_gone;
 use super::{
     fresh_iam_error, iam_owned, iam_tags, parse_policy, policy_eq, retry_fresh, Cx, Drift, Observed, Resource,
 };
@@ -165,6 +166,58 @@ impl Resource for Role {
         }
         self.attach(cx, &f.missing_policies).await
     }
+
+    fn is_iam(&self) -> bool {
+        true
+    }
+
+    async fn delete(&self, cx: &Cx, _seen: &Observed) -> Result<(), Error> {
+        let iam = &cx.aws.iam;
+        let name = &self.name;
+        // IAM refuses to delete a role that still has policies or sits in an instance profile
+        // (Karpenter's own profiles hold the node role too).
+        let (attached, inline, profiles) = tokio::join!(
+            iam.list_attached_role_policies().role_name(name).max_items(1000).send(),
+            iam.list_role_policies().role_name(name).max_items(1000).send(),
+            iam.list_instance_profiles_for_role().role_name(name).max_items(1000).send()
+        );
+        let attached = attached
+            .map_err(|e| Error::aws(format!("failed to list policies of {name}"), "iam:ListAttachedRolePolicies", e))?;
+        for arn in attached.attached_policies().iter().filter_map(|p| p.policy_arn()) {
+            let r = iam.detach_role_policy().role_name(name).policy_arn(arn).send().await;
+            ignore_gone(
+                r.map_err(|e| Error::aws(format!("failed to detach {arn} from {name}"), "iam:DetachRolePolicy", e)),
+            )?;
+        }
+        let inline = inline
+            .map_err(|e| Error::aws(format!("failed to list inline policies of {name}"), "iam:ListRolePolicies", e))?;
+        for p in inline.policy_names() {
+            let r = iam.delete_role_policy().role_name(name).policy_name(p).send().await;
+            ignore_gone(r.map_err(|e| {
+                Error::aws(format!("failed to delete inline policy {p} of {name}"), "iam:DeleteRolePolicy", e)
+            }))?;
+        }
+        let profiles = profiles.map_err(|e| {
+            Error::aws(format!("failed to list instance profiles of {name}"), "iam:ListInstanceProfilesForRole", e)
+        })?;
+        for p in profiles.instance_profiles() {
+            let r = iam
+                .remove_role_from_instance_profile()
+                .instance_profile_name(p.instance_profile_name())
+                .role_name(name)
+                .send()
+                .await;
+            ignore_gone(r.map_err(|e| {
+                Error::aws(
+                    format!("failed to take {name} out of {}", p.instance_profile_name()),
+                    "iam:RemoveRoleFromInstanceProfile",
+                    e,
+                )
+            }))?;
+        }
+        let r = iam.delete_role().role_name(name).send().await;
+        ignore_gone(r.map_err(|e| Error::aws(format!("failed to delete IAM role {name}"), "iam:DeleteRole", e)))
+    }
 }
 
 /// The string values of every condition key ending in `suffix` (`:sub`, `:aud`) in a trust policy.
@@ -196,8 +249,9 @@ fn trust_difference(actual: &Value, desired: &Value) -> Drift {
     let (have, want) = (condition_values(actual, ":sub"), condition_values(desired, ":sub"));
     if !want.is_empty() && have != want {
         let have = if have.is_empty() { "no service account".to_string() } else { have.join(", ") };
-        return Drift::new(format!("trust policy allows {have}, not {}", want.join(", ")))
-            .with_hint("the controller cannot assume its role; run `karpctl init` with the namespace the release is installed in");
+        return Drift::new(format!("trust policy allows {have}, not {}", want.join(", "))).with_hint(
+            "the controller cannot assume its role; run `karpctl init` with the namespace the release is installed in",
+        );
     }
     Drift::new("trust policy differs")
 }
@@ -216,6 +270,9 @@ mod tests {
             d.message,
             "trust policy allows system:serviceaccount:karpenter:karpenter, not system:serviceaccount:kube-system:karpenter"
         );
-        assert_eq!(trust_difference(&json!({"Statement": []}), &json!({"Statement": [{}]})).message, "trust policy differs");
+        assert_eq!(
+            trust_difference(&json!({"Statement": []}), &json!({"Statement": [{}]})).message,
+            "trust policy differs"
+        );
     }
 }

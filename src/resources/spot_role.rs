@@ -59,4 +59,10 @@ impl Resource for SpotServiceLinkedRole {
             }
         }
     }
+
+    async fn delete(&self, _cx: &Cx, _seen: &Observed) -> Result<()> {
+        // The account's, never karpctl's: observation never reports it as owned, so this is
+        // not reached; deleting it would break spot for every other user of the account.
+        Ok(())
+    }
 }

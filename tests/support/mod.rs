@@ -3,6 +3,8 @@
 //! EKS cluster, and a recorder of the AWS requests karpctl sends.
 #![allow(dead_code)]
 
+pub mod install;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -107,8 +109,8 @@ impl Call {
 pub struct Recorder {
     account: String,
     pub calls: Arc<Mutex<Vec<Call>>>,
-    /// When set, the Nth mutating call (1-based) and every later one fail before being sent:
-    /// a crash midway, without killing the test process.
+    /// When set to N, every mutating call after the first N fails before being sent (N writes
+    /// go through, the (N+1)th and later fail): a crash midway, without killing the test process.
     pub fail_after_writes: Arc<Mutex<Option<usize>>>,
 }
 
@@ -117,9 +119,12 @@ impl Intercept for Recorder {
         "karpctl-test-recorder"
     }
 
-    fn read_before_execution(
+    // Not read_before_execution: client-level interceptors run that before the operation's
+    // config (and so its Metadata) is in the bag.
+    fn read_before_serialization(
         &self,
         _context: &BeforeSerializationInterceptorContextRef<'_>,
+        _rc: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         if let Some(m) = cfg.load::<Metadata>() {

@@ -12,7 +12,7 @@ moto 5.2.1 facts (checked with boto3 against `python -m moto.server`):
   ListRoleTags/ListPolicyTags/ListOpenIDConnectProviderTags return them, but
   ListInstanceProfileTags is NOT implemented (HTTP 500).
 - IAM CreateOpenIDConnectProvider works without ThumbprintList;
-  AddClientIDToOpenIDConnectProvider is NOT implemented (HTTP 500).
+  AddClientIDToOpenIDConnectProvider is NOT implemented (HTTP 500): added below.
 - SQS GetQueueAttributes: SqsManagedSseEnabled is "true" by default and Policy
   appears (byte-for-byte) after SetQueueAttributes; asking for them by name works.
 - EventBridge PutRule/PutTargets/ListTargetsByRule/TagResource/
@@ -41,6 +41,10 @@ clears it, since it hangs off moto's Cluster objects):
     headers: x-moto-account-id: <account>   (optional, default 123456789012)
     body:    {"status": "CREATING", "region": "us-west-2"}
   region: body "region", else the SigV4 Authorization scope, else us-east-1.
+And on moto's IAM dispatcher (moto.iam.urls.url_paths), with moto's IAM
+backend and its OpenIDConnectProvider objects:
+- AddClientIDToOpenIDConnectProvider: idempotent, as on IAM (adding a client
+  id the provider has is no error); NoSuchEntity for an unknown ARN.
 Not emulated: pagination of pod identity associations, access policies
 (AssociateAccessPolicy etc. answer 500), validation that IAM principals exist.
 """
@@ -49,6 +53,7 @@ import json
 from urllib.parse import parse_qs, unquote
 
 import moto.eks.urls as eks_urls
+import moto.iam.urls as iam_urls
 import moto.moto_api._internal.urls as moto_api_urls
 from moto.core.responses import ActionResult, BaseResponse, EmptyResult
 from moto.core.utils import utcnow
@@ -60,6 +65,8 @@ from moto.eks.exceptions import (
 )
 from moto.eks.models import eks_backends, paginated_list
 from moto.eks.responses import EKSResponse
+from moto.iam.exceptions import LimitExceededException
+from moto.iam.responses import IamResponse
 from moto.moto_api._internal import mock_random as random
 
 # Real EKS only allows moving forward along this list (never back to CONFIG_MAP).
@@ -332,6 +339,20 @@ class KarpctlEKSResponse(EKSResponse):
         return super().list_tags_for_resource() if item is None else ActionResult({"tags": item["tags"]})
 
 
+class KarpctlIamResponse(IamResponse):
+    """moto's IamResponse plus the IAM operations karpctl needs that moto lacks."""
+
+    def add_client_id_to_open_id_connect_provider(self):
+        # get_open_id_connect_provider raises NoSuchEntity for an unknown ARN, as IAM does.
+        provider = self.backend.get_open_id_connect_provider(self._get_param("OpenIDConnectProviderArn"))
+        client_id = self._get_param("ClientID")
+        if client_id not in provider.client_id_list:
+            if len(provider.client_id_list) >= 100:  # moto's own quota check at create
+                raise LimitExceededException("Cannot exceed quota for ClientIdsPerOpenIdConnectProvider: 100")
+            provider.client_id_list = [*provider.client_id_list, client_id]
+        return EmptyResult()
+
+
 def set_cluster_status(request, full_url, headers):
     """Test-only: POST /moto-api/karpctl/clusters/{name}/status {"status": ...}.
     BaseResponse.setup_class resolves account and region exactly as for AWS calls."""
@@ -356,9 +377,12 @@ def set_cluster_status(request, full_url, headers):
 
 
 def apply():
-    """Route every EKS URL to KarpctlEKSResponse and add our routes. Must run
-    before the server handles its first EKS / moto-api request: moto builds
-    each service's Flask app lazily from these url_paths dicts."""
+    """Route every EKS URL to KarpctlEKSResponse and IAM to KarpctlIamResponse,
+    and add our routes. Must run before the server handles its first EKS / IAM /
+    moto-api request: moto builds each service's Flask app lazily from these
+    url_paths dicts."""
+    for pattern in iam_urls.url_paths:
+        iam_urls.url_paths[pattern] = KarpctlIamResponse.dispatch
     handler = KarpctlEKSResponse.dispatch
     for pattern in eks_urls.url_paths:
         eks_urls.url_paths[pattern] = handler

@@ -237,6 +237,21 @@ class MotoExtTest(unittest.TestCase):
         self.assertEqual(status, 200)
         self.assertEqual(eks.describe_cluster(name="c1")["cluster"]["status"], "FAILED")
 
+    def test_iam_add_client_id_to_oidc_provider(self):
+        iam = self.client("iam")
+        url = "https://oidc.eks.us-west-2.amazonaws.com/id/ABC"
+        arn = iam.create_open_id_connect_provider(Url=url, ClientIDList=["other"])["OpenIDConnectProviderArn"]
+        self.assertEqual(arn, f"arn:aws:iam::{ACCOUNT_A}:oidc-provider/oidc.eks.us-west-2.amazonaws.com/id/ABC")
+        iam.add_client_id_to_open_id_connect_provider(OpenIDConnectProviderArn=arn, ClientID="sts.amazonaws.com")
+        iam.add_client_id_to_open_id_connect_provider(OpenIDConnectProviderArn=arn, ClientID="sts.amazonaws.com")
+        got = iam.get_open_id_connect_provider(OpenIDConnectProviderArn=arn)
+        self.assertEqual(got["ClientIDList"], ["other", "sts.amazonaws.com"])  # idempotent, order kept
+        self.assertEqual(iam.list_open_id_connect_provider_tags(OpenIDConnectProviderArn=arn)["Tags"], [])
+        other = self.client("iam", ACCOUNT_B)
+        with self.assertRaises(ClientError) as ctx:  # per account: B has no such provider
+            other.add_client_id_to_open_id_connect_provider(OpenIDConnectProviderArn=arn, ClientID="x")
+        self.assertEqual(ctx.exception.response["Error"]["Code"], "NoSuchEntity")
+
     def test_account_and_region_isolation(self):
         a, b, a_east = self.client("eks"), self.client("eks", ACCOUNT_B), self.client("eks", region="us-east-1")
         self.raw_create_cluster("c1", accessConfig={"authenticationMode": "API"})

@@ -1,0 +1,184 @@
+//! What Karpenter leaves behind when it is removed before it could clean up: instances,
+//! launch templates and instance profiles it made for this cluster. Teardown finds them by
+//! Karpenter's own tags (never by name) and removes them last. Another cluster's are never
+//! matched: every query includes this cluster's tag.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_ec2::types::{Filter, InstanceStateName};
+
+use super::{ignore_gone, instance_profile::delete_instance_profile, Cx, Observed, Resource};
+use crate::error::{Error, ErrorKind, Result, ResultExt};
+
+/// How long teardown waits for terminated instances to be gone (they hold ENIs in the subnets).
+const TERMINATE_TIMEOUT: Duration = Duration::from_secs(600);
+/// How often it looks.
+const TERMINATE_POLL: Duration = Duration::from_secs(5);
+
+/// What kind of leftover.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrphanKind {
+    /// An EC2 instance tagged `karpenter.sh/nodepool` and `kubernetes.io/cluster/C=owned`.
+    Instance,
+    /// A launch template tagged `karpenter.k8s.aws/cluster=C`.
+    LaunchTemplate,
+    /// An instance profile tagged `kubernetes.io/cluster/C` and `karpenter.k8s.aws/ec2nodeclass`.
+    InstanceProfile,
+}
+
+/// One leftover of Karpenter's.
+#[derive(Debug, Clone)]
+pub struct Orphan {
+    kind: OrphanKind,
+    /// Instance id, launch template id, or instance profile name.
+    key: String,
+}
+
+impl Orphan {
+    /// A leftover of `kind` identified by `key`.
+    pub fn new(kind: OrphanKind, key: impl Into<String>) -> Self {
+        Orphan { kind, key: key.into() }
+    }
+
+    /// What kind of leftover it is.
+    pub fn kind(&self) -> OrphanKind {
+        self.kind
+    }
+}
+
+/// Find this cluster's leftovers.
+pub async fn find(cx: &Cx) -> Result<Vec<Orphan>> {
+    let cluster = &cx.desired.target.cluster;
+    let ec2 = &cx.aws.ec2;
+    let instances = ec2
+        .describe_instances()
+        .filters(Filter::builder().name("tag-key").values("karpenter.sh/nodepool").build())
+        .filters(Filter::builder().name(format!("tag:kubernetes.io/cluster/{cluster}")).values("owned").build())
+        .filters(
+            Filter::builder()
+                .name("instance-state-name")
+                .set_values(Some(
+                    ["pending", "running", "stopping", "stopped", "shutting-down"].map(String::from).to_vec(),
+                ))
+                .build(),
+        )
+        .into_paginator()
+        .items()
+        .send();
+    let (instances, templates, profiles) = tokio::join!(
+        instances.collect::<Vec<_>>(),
+        ec2.describe_launch_templates()
+            .filters(Filter::builder().name("tag:karpenter.k8s.aws/cluster").values(cluster).build())
+            .send(),
+        karpenter_profiles(cx)
+    );
+    let mut out = Vec::new();
+    for r in instances {
+        let r = r.map_err(|e| Error::aws("failed to look for Karpenter's instances", "ec2:DescribeInstances", e))?;
+        for i in r.instances().iter().filter_map(|i| i.instance_id()) {
+            out.push(Orphan::new(OrphanKind::Instance, i));
+        }
+    }
+    let templates = templates
+        .map_err(|e| Error::aws("failed to look for Karpenter's launch templates", "ec2:DescribeLaunchTemplates", e))?;
+    for t in templates.launch_templates().iter().filter_map(|t| t.launch_template_id()) {
+        out.push(Orphan::new(OrphanKind::LaunchTemplate, t));
+    }
+    out.extend(profiles?.into_iter().map(|p| Orphan::new(OrphanKind::InstanceProfile, p)));
+    Ok(out)
+}
+
+/// Instance profiles Karpenter made for this cluster. IAM cannot filter by tag, so each
+/// profile's tags are read (concurrently, bounded).
+async fn karpenter_profiles(cx: &Cx) -> Result<Vec<String>> {
+    use futures::stream::{self, StreamExt, TryStreamExt};
+    let iam = &cx.aws.iam;
+    let mut names = Vec::new();
+    let mut pages = iam.list_instance_profiles().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| Error::aws("failed to list instance profiles", "iam:ListInstanceProfiles", e))?;
+        names.extend(page.instance_profiles().iter().map(|p| p.instance_profile_name().to_string()));
+    }
+    let cluster_key = format!("kubernetes.io/cluster/{}", cx.desired.target.cluster);
+    let found: Vec<Option<String>> = stream::iter(names)
+        .map(|name| {
+            let cluster_key = &cluster_key;
+            async move {
+                let got = iam.get_instance_profile().instance_profile_name(&name).send().await.map_err(|e| {
+                    Error::aws(format!("failed to read instance profile {name}"), "iam:GetInstanceProfile", e)
+                });
+                let Some(got) = got.found()? else { return Ok(None) };
+                let tags = got.instance_profile().map(|p| p.tags()).unwrap_or_default();
+                let has = |k: &str| tags.iter().any(|t| t.key() == k);
+                Ok::<_, Error>((has(cluster_key) && has("karpenter.k8s.aws/ec2nodeclass")).then_some(name))
+            }
+        })
+        .buffered(8)
+        .try_collect()
+        .await?;
+    Ok(found.into_iter().flatten().collect())
+}
+
+async fn terminate(cx: &Cx, id: &str) -> Result<()> {
+    let ec2 = &cx.aws.ec2;
+    let r = ec2.terminate_instances().instance_ids(id).send().await;
+    ignore_gone(r.map_err(|e| Error::aws(format!("failed to terminate instance {id}"), "ec2:TerminateInstances", e)))?;
+    let deadline = tokio::time::Instant::now() + TERMINATE_TIMEOUT;
+    loop {
+        let out = ec2.describe_instances().instance_ids(id).send().await;
+        let state = match out
+            .map_err(|e| Error::aws(format!("failed to read instance {id}"), "ec2:DescribeInstances", e))
+            .found()?
+        {
+            None => return Ok(()),
+            Some(o) => o
+                .reservations()
+                .iter()
+                .flat_map(|r| r.instances())
+                .find_map(|i| i.state().and_then(|s| s.name()).cloned()),
+        };
+        if matches!(state, None | Some(InstanceStateName::Terminated)) {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(Error::new(ErrorKind::Timeout, format!("instance {id} is still {state:?} after termination"))
+                .with_hint("run teardown again to keep waiting, or check the instance in the EC2 console"));
+        }
+        tokio::time::sleep(TERMINATE_POLL).await;
+    }
+}
+
+#[async_trait]
+impl Resource for Orphan {
+    fn id(&self) -> String {
+        match self.kind {
+            OrphanKind::Instance => format!("ec2-instance/{}", self.key),
+            OrphanKind::LaunchTemplate => format!("launch-template/{}", self.key),
+            OrphanKind::InstanceProfile => format!("iam-instance-profile/{}", self.key),
+        }
+    }
+
+    async fn observe(&self, _cx: &Cx) -> Result<Observed> {
+        // Found by Karpenter's tags for this cluster: that is what makes it removable.
+        Ok(Observed::present(true, Vec::new(), ()))
+    }
+
+    async fn apply(&self, _cx: &Cx, _seen: &Observed) -> Result<()> {
+        // Leftovers are only ever removed; no desired state creates them.
+        Ok(())
+    }
+
+    async fn delete(&self, cx: &Cx, _seen: &Observed) -> Result<()> {
+        match self.kind {
+            OrphanKind::Instance => terminate(cx, &self.key).await,
+            OrphanKind::LaunchTemplate => {
+                let r = cx.aws.ec2.delete_launch_template().launch_template_id(&self.key).send().await;
+                ignore_gone(r.map_err(|e| {
+                    Error::aws(format!("failed to delete launch template {}", self.key), "ec2:DeleteLaunchTemplate", e)
+                }))
+            }
+            OrphanKind::InstanceProfile => delete_instance_profile(cx, &self.key).await,
+        }
+    }
+}
