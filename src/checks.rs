@@ -53,13 +53,18 @@ pub fn judge(id: &str, seen: &Observed, repair: &str) -> Check {
     let drift: Vec<&str> = seen.drift.iter().map(|d| d.message.as_str()).collect();
     let drift_hint = seen.drift.iter().find_map(|d| d.hint.clone());
     match (seen.presence, drift.is_empty()) {
-        (Presence::Absent, _) => Check::new(id, Status::Fail, "missing").with_hint(format!("run `{repair}` to create it")),
+        (Presence::Absent, _) => {
+            Check::new(id, Status::Fail, "missing").with_hint(format!("run `{repair}` to create it"))
+        }
         (Presence::Owned, true) => Check::new(id, Status::Pass, "as desired"),
         (Presence::Shared, true) => Check::new(id, Status::Pass, "exists (not karpctl's; used as it is)"),
-        (Presence::Foreign, true) => Check::new(id, Status::Warn, "as desired, but not created by karpctl (no ownership tags)")
-            .with_hint(format!("run `{repair} --adopt` to let karpctl manage it")),
-        (Presence::Foreign, false) => Check::new(id, Status::Fail, drift.join("; "))
-            .with_hint(drift_hint.unwrap_or_else(|| format!("fix it by hand, or run `{repair} --adopt` to let karpctl repair it"))),
+        (Presence::Foreign, true) => {
+            Check::new(id, Status::Warn, "as desired, but not created by karpctl (no ownership tags)")
+                .with_hint(format!("run `{repair} --adopt` to let karpctl manage it"))
+        }
+        (Presence::Foreign, false) => Check::new(id, Status::Fail, drift.join("; ")).with_hint(
+            drift_hint.unwrap_or_else(|| format!("fix it by hand, or run `{repair} --adopt` to let karpctl repair it")),
+        ),
         (_, false) => Check::new(id, Status::Fail, drift.join("; "))
             .with_hint(drift_hint.unwrap_or_else(|| format!("run `{repair}` to repair it"))),
     }
@@ -87,7 +92,11 @@ fn parse_version(v: &str) -> Option<(u32, u32, u32)> {
 pub fn compatibility(kubernetes: &str, karpenter: &str) -> Check {
     let id = "cluster.kubernetes-version";
     let (Some((1, minor, _)), Some(kv)) = (parse_version(kubernetes), parse_version(karpenter)) else {
-        return Check::new(id, Status::Warn, format!("cannot compare Kubernetes {kubernetes} with Karpenter {karpenter}"));
+        return Check::new(
+            id,
+            Status::Warn,
+            format!("cannot compare Kubernetes {kubernetes} with Karpenter {karpenter}"),
+        );
     };
     match COMPATIBILITY.iter().find(|(m, _)| *m == minor) {
         Some((_, min)) if kv >= *min => {
@@ -99,14 +108,14 @@ pub fn compatibility(kubernetes: &str, karpenter: &str) -> Check {
             format!("Kubernetes {kubernetes} needs Karpenter {a}.{b}.{c} or later; the install uses {karpenter}"),
         )
         .with_hint(format!("upgrade Karpenter: karpctl init --karpenter-version {a}.{b}.{c} (or later)")),
-        None if COMPATIBILITY.first().is_some_and(|(m, _)| minor < *m) => Check::new(
-            id,
-            Status::Fail,
-            format!("Kubernetes {kubernetes} is older than any Karpenter 1.x supports"),
-        )
-        .with_hint("upgrade the cluster to a supported Kubernetes version"),
-        None => Check::new(id, Status::Warn, format!("Kubernetes {kubernetes} is newer than karpctl's compatibility table"))
-            .with_hint("check karpenter.sh/docs/upgrading/compatibility for the Karpenter version it needs"),
+        None if COMPATIBILITY.first().is_some_and(|(m, _)| minor < *m) => {
+            Check::new(id, Status::Fail, format!("Kubernetes {kubernetes} is older than any Karpenter 1.x supports"))
+                .with_hint("upgrade the cluster to a supported Kubernetes version")
+        }
+        None => {
+            Check::new(id, Status::Warn, format!("Kubernetes {kubernetes} is newer than karpctl's compatibility table"))
+                .with_hint("check karpenter.sh/docs/upgrading/compatibility for the Karpenter version it needs")
+        }
     }
 }
 
@@ -124,7 +133,10 @@ mod tests {
         assert_eq!(judge("x", &Observed::present(false, vec![], ()), r).status, Status::Warn);
         let d = Observed::present(true, vec![Drift::new("trust policy differs").with_hint("fix the trust")], ());
         let c = judge("x", &d, r);
-        assert_eq!((c.status, c.message.as_str(), c.hint.as_deref()), (Status::Fail, "trust policy differs", Some("fix the trust")));
+        assert_eq!(
+            (c.status, c.message.as_str(), c.hint.as_deref()),
+            (Status::Fail, "trust policy differs", Some("fix the trust"))
+        );
         assert_eq!(judge("x", &Observed::skipped("--no-interruption"), r).status, Status::Skip);
     }
 
