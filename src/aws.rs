@@ -113,6 +113,11 @@ impl Aws {
         if let Some(u) = &opts.endpoint_url {
             loader = loader.endpoint_url(u);
         }
+        // Set only by tests and the benchmark (see `Hooks::http_client`): the SDK's own HTTPS
+        // client wrapped in a layer that adds latency and faults.
+        if let Some(c) = crate::context::http_client() {
+            loader = loader.http_client(c);
+        }
         let config = loader.load().await;
         if config.region().is_none() {
             return Err(Error::new(ErrorKind::Credentials, "no AWS region is configured").with_hint(REGION_HINT));

@@ -127,6 +127,9 @@ pub struct InitArgs {
     /// Take over resources with karpctl's names that karpctl did not create (tags them).
     #[arg(long)]
     pub adopt: bool,
+    /// Never install the eks-pod-identity-agent add-on (pod-identity mode then needs it present).
+    #[arg(long)]
+    pub no_pod_identity_agent: bool,
     /// Observe and print the plan; change nothing.
     #[arg(long)]
     pub dry_run: bool,

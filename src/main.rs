@@ -17,6 +17,7 @@ fn main() {
     let hooks = karpctl::Hooks {
         interceptors: Vec::new(),
         interactive: std::io::stdin().is_terminal() && std::io::stderr().is_terminal(),
+        http_client: None,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,

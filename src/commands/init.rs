@@ -51,6 +51,15 @@ pub async fn run(g: &GlobalArgs, a: &InitArgs, hooks: &Hooks) -> Result<Report> 
     if !blockers.is_empty() {
         return Err(plan::foreign_error(&blockers));
     }
+    let agent = format!("eks-addon/{}", resources::pod_identity_agent::AGENT_ADDON);
+    if a.no_pod_identity_agent
+        && planned.iter().any(|p| p.change.resource == agent && p.change.action == Action::Create)
+    {
+        return Err(Error::invalid(
+            format!("cluster {} has no eks-pod-identity-agent add-on, which Pod Identity needs", cx.cluster.name),
+            "drop --no-pod-identity-agent to let karpctl install it, install it yourself, or use --auth irsa",
+        ));
+    }
     let changes: Vec<Change> = planned.iter().map(|p| p.change.clone()).collect();
     let pending = changes.iter().filter(|c| c.action.is_change()).count();
 

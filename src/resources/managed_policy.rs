@@ -47,7 +47,11 @@ impl ManagedPolicy {
         if out.versions().len() < MAX_VERSIONS {
             return Ok(());
         }
-        old.sort_by_key(|v| v.create_date().map(|d| d.secs()));
+        // Oldest first; versions made within the same second are ordered by their number (v2 < v10).
+        old.sort_by_key(|v| {
+            let number = v.version_id().and_then(|id| id.trim_start_matches('v').parse::<u64>().ok());
+            (v.create_date().map(|d| d.secs()), number)
+        });
         if let Some(oldest) = old.first().and_then(|v| v.version_id()) {
             cx.aws.iam.delete_policy_version().policy_arn(&self.arn).version_id(oldest).send().await.map_err(|e| {
                 Error::aws(

@@ -10,6 +10,7 @@ pub mod managed_policy;
 pub mod oidc_provider;
 pub mod orphans;
 pub mod pod_identity;
+pub mod pod_identity_agent;
 pub mod queue;
 pub mod role;
 pub mod spot_role;
@@ -162,6 +163,7 @@ pub fn desired_set(d: &Desired, cluster: &ClusterInfo) -> Vec<Box<dyn Resource>>
     }
     set.push(Box::new(role::Role::controller(d)));
     set.push(Box::new(access_entry::AccessEntry::new(d)));
+    set.push(Box::new(pod_identity_agent::PodIdentityAgent));
     set.push(Box::new(pod_identity::PodIdentityAssociation::new(d)));
     let mut tagged: Vec<String> = cluster.subnet_ids.clone();
     tagged.extend(cluster.cluster_security_group_id.clone());

@@ -265,6 +265,14 @@ pub async fn snapshot(env: &Env, seeded: &SeededCluster) -> Value {
             "namespace": a.namespace(), "serviceAccount": a.service_account(), "roleArn": a.role_arn(), "tags": tags,
         }));
     }
+    let mut addons = BTreeMap::new();
+    let list = eks.list_addons().cluster_name(cluster).send().await.expect("list add-ons");
+    for name in list.addons() {
+        let got = eks.describe_addon().cluster_name(cluster).addon_name(name).send().await.expect("describe add-on");
+        let a = got.addon().expect("add-on");
+        let tags: BTreeMap<_, _> = a.tags().cloned().unwrap_or_default().into_iter().collect();
+        addons.insert(name.clone(), json!({"status": a.status().map(|s| s.as_str()), "tags": tags}));
+    }
     let mut tagged = BTreeMap::new();
     for (i, id) in seeded.subnet_ids.iter().enumerate() {
         tagged.insert(format!("subnet-{i}"), ec2_tags(env, id).await);
@@ -280,6 +288,7 @@ pub async fn snapshot(env: &Env, seeded: &SeededCluster) -> Value {
         "rules": rules,
         "access_entries": entries,
         "pod_identity_associations": associations,
+        "addons": addons,
         "ec2_tags": tagged,
     });
     let mut text = all.to_string().replace(&env.account, "ACCOUNT");

@@ -3,7 +3,9 @@
 //! EKS cluster, and a recorder of the AWS requests karpctl sends.
 #![allow(dead_code)]
 
+pub mod faults;
 pub mod install;
+pub mod proxy;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -202,7 +204,25 @@ impl Env {
 
     /// Hooks for `karpctl::run` that send karpctl's calls to this account and record them.
     pub fn hooks(&self) -> karpctl::Hooks {
-        karpctl::Hooks { interceptors: vec![SharedInterceptor::new(self.recorder.clone())], interactive: false }
+        karpctl::Hooks {
+            interceptors: vec![SharedInterceptor::new(self.recorder.clone())],
+            interactive: false,
+            http_client: None,
+        }
+    }
+
+    /// `hooks`, with karpctl's requests going through a fault and latency layer.
+    pub fn hooks_through(&self, layer: &std::sync::Arc<faults::FaultLayer>) -> karpctl::Hooks {
+        karpctl::Hooks { http_client: Some(layer.client()), ..self.hooks() }
+    }
+
+    /// Run karpctl in-process against this account, through a fault and latency layer.
+    pub async fn run_through(
+        &self,
+        layer: &std::sync::Arc<faults::FaultLayer>,
+        args: &[&str],
+    ) -> karpctl::Result<karpctl::Report> {
+        karpctl::run(&self.cli(args), &self.hooks_through(layer)).await
     }
 
     /// Parse a karpctl command line, adding the emulator's endpoint and region.

@@ -1,0 +1,29 @@
+//! The cluster side: how karpctl talks to the Kubernetes API of the EKS cluster, and the
+//! cluster-side changes it makes there besides the helm charts.
+//!
+//! - [`token`]: the EKS bearer token (a presigned STS URL), so no kubeconfig is needed.
+//! - [`client`]: the [`Kube`] wrapper `init`, `doctor` and `teardown` call: preflight,
+//!   server-side apply, get/list/delete by apiVersion/kind, waits, and helm's environment.
+//! - [`aws_auth`]: the node role's entry in the `aws-auth` ConfigMap on CONFIG_MAP clusters.
+
+pub mod aws_auth;
+pub mod client;
+pub mod token;
+
+pub use client::{Access, Kube, Wait, FIELD_MANAGER};
+pub use token::{EksTokenSource, TokenSource};
+
+/// An error's chain of sources on one line: kube-rs and the SDK nest the useful part (the OS
+/// error, the TLS failure) several levels deep.
+pub(crate) fn source_chain(err: &dyn std::error::Error) -> String {
+    let mut parts = vec![err.to_string()];
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        let s = e.to_string();
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+        cur = e.source();
+    }
+    parts.join(": ")
+}

@@ -1,0 +1,505 @@
+//! An in-test stand-in for the Kubernetes API server: plain HTTP/1.1 on 127.0.0.1 (kube-rs
+//! talks to an `http://` URL without TLS), recording every request, with an in-memory object
+//! store that answers what karpctl sends: GET/LIST, POST (create), PUT (replace, with the
+//! `resourceVersion` check), PATCH (server-side apply, as a deep merge), DELETE, `/version`, and
+//! SelfSubjectAccessReviews. Hooks let a test set an object's status (now, or after it has been
+//! read a number of times), deny permissions, and inject a failure once.
+//!
+//! Include it with `#[path = "support/apiserver.rs"] mod apiserver;`.
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+/// One request as the server saw it.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    /// Decoded query parameters, in order.
+    pub query: Vec<(String, String)>,
+    /// Headers with lower-case names, in order.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+/// What happens to an object once it has been read `after` times.
+#[derive(Debug, Clone)]
+pub enum Later {
+    /// Its `status` becomes this.
+    Status(Value),
+    /// It disappears (finalizers done).
+    Remove,
+}
+
+#[derive(Default)]
+struct State {
+    requests: Vec<Request>,
+    objects: BTreeMap<String, Value>,
+    next_rv: u64,
+    denied: Vec<(String, String, String, Option<String>)>,
+    injected: Vec<(String, String, u16, String)>,
+    later: Vec<(String, usize, Later)>,
+    reads: HashMap<String, usize>,
+    edits: Vec<(String, Value)>,
+}
+
+/// The running stand-in; stops when dropped.
+pub struct ApiServer {
+    pub url: String,
+    state: Arc<Mutex<State>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The plural of a kind, by the Kubernetes convention.
+pub fn plural(kind: &str) -> String {
+    let k = kind.to_lowercase();
+    if k.ends_with('s') || k.ends_with('x') || k.ends_with("ch") || k.ends_with("sh") {
+        format!("{k}es")
+    } else if k.ends_with('y') && !k.ends_with("ay") && !k.ends_with("ey") {
+        format!("{}ies", &k[..k.len() - 1])
+    } else {
+        format!("{k}s")
+    }
+}
+
+/// The URL path of an object.
+pub fn path_of(api_version: &str, kind: &str, namespace: Option<&str>, name: &str) -> String {
+    let prefix = if api_version.contains('/') { format!("/apis/{api_version}") } else { format!("/api/{api_version}") };
+    let ns = namespace.map(|n| format!("/namespaces/{n}")).unwrap_or_default();
+    format!("{prefix}{ns}/{}/{name}", plural(kind))
+}
+
+fn path_of_object(obj: &Value) -> String {
+    let s = |p: &str| obj.pointer(p).and_then(Value::as_str).unwrap_or("");
+    let ns = obj.pointer("/metadata/namespace").and_then(Value::as_str);
+    path_of(s("/apiVersion"), s("/kind"), ns, s("/metadata/name"))
+}
+
+fn status(code: u16, reason: &str, message: &str) -> (u16, Value) {
+    (
+        code,
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+               "message": message, "reason": reason, "code": code}),
+    )
+}
+
+fn merge(into: &mut Value, from: &Value) {
+    match (into, from) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in b {
+                match a.get_mut(k) {
+                    Some(existing) if existing.is_object() && v.is_object() => merge(existing, v),
+                    _ => {
+                        a.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        (a, b) => *a = b.clone(),
+    }
+}
+
+fn decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned()
+}
+
+impl ApiServer {
+    pub async fn start() -> ApiServer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the API stand-in");
+        let url = format!("http://{}", listener.local_addr().expect("local addr"));
+        let state: Arc<Mutex<State>> = Arc::default();
+        let st = state.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let st = st.clone();
+                tokio::spawn(async move {
+                    let _ = serve(stream, st).await;
+                });
+            }
+        });
+        ApiServer { url, state, task }
+    }
+
+    pub fn requests(&self) -> Vec<Request> {
+        self.state.lock().unwrap().requests.clone()
+    }
+
+    /// The requests that change something (not GET).
+    pub fn writes(&self) -> Vec<Request> {
+        self.requests().into_iter().filter(|r| r.method != "GET").collect()
+    }
+
+    pub fn clear_requests(&self) {
+        self.state.lock().unwrap().requests.clear();
+    }
+
+    /// Store an object as if it had been created.
+    pub fn insert(&self, mut obj: Value) -> String {
+        let path = path_of_object(&obj);
+        let mut st = self.state.lock().unwrap();
+        st.next_rv += 1;
+        obj["metadata"]["resourceVersion"] = json!(st.next_rv.to_string());
+        if obj.pointer("/metadata/generation").is_none() {
+            obj["metadata"]["generation"] = json!(1);
+        }
+        st.objects.insert(path.clone(), obj);
+        path
+    }
+
+    pub fn object(&self, path: &str) -> Option<Value> {
+        self.state.lock().unwrap().objects.get(path).cloned()
+    }
+
+    /// Set an object's status now (as its controller would).
+    pub fn set_status(&self, path: &str, status: Value) {
+        let mut st = self.state.lock().unwrap();
+        st.next_rv += 1;
+        let rv = st.next_rv.to_string();
+        let obj = st.objects.get_mut(path).unwrap_or_else(|| panic!("no object at {path}"));
+        obj["status"] = status;
+        obj["metadata"]["resourceVersion"] = json!(rv);
+    }
+
+    /// After the object at `path` has been read `after` times, apply `what` to it.
+    pub fn later(&self, path: &str, after: usize, what: Later) {
+        self.state.lock().unwrap().later.push((path.to_string(), after, what));
+    }
+
+    /// Make SelfSubjectAccessReviews for this permission answer "denied".
+    pub fn deny(&self, verb: &str, group: &str, resource: &str, namespace: Option<&str>) {
+        self.state.lock().unwrap().denied.push((
+            verb.into(),
+            group.into(),
+            resource.into(),
+            namespace.map(str::to_string),
+        ));
+    }
+
+    /// Answer the next `method` on `path` with an error status, once.
+    pub fn fail_once(&self, method: &str, path: &str, code: u16, reason: &str) {
+        self.state.lock().unwrap().injected.push((method.into(), path.into(), code, reason.into()));
+    }
+
+    /// Just before the next PUT or PATCH of `path` is handled, merge `change` into the object
+    /// (bumping its resourceVersion): another editor winning the race between a read and a write.
+    pub fn edit_before_next_write(&self, path: &str, change: Value) {
+        self.state.lock().unwrap().edits.push((path.to_string(), change));
+    }
+
+    /// Change an object behind the client's back (bumping its resourceVersion), as another
+    /// editor would.
+    pub fn edit(&self, path: &str, f: impl FnOnce(&mut Value)) {
+        let mut st = self.state.lock().unwrap();
+        st.next_rv += 1;
+        let rv = st.next_rv.to_string();
+        let obj = st.objects.get_mut(path).unwrap_or_else(|| panic!("no object at {path}"));
+        f(obj);
+        obj["metadata"]["resourceVersion"] = json!(rv);
+    }
+}
+
+async fn serve(stream: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).await? == 0 {
+            return Ok(());
+        }
+        let mut parts = line.split_whitespace();
+        let method = parts.next().unwrap_or("").to_string();
+        let target = parts.next().unwrap_or("").to_string();
+        let mut headers = Vec::new();
+        loop {
+            let mut h = String::new();
+            reader.read_line(&mut h).await?;
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                headers.push((k.trim().to_lowercase(), v.trim().to_string()));
+            }
+        }
+        let get = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+        let mut body = Vec::new();
+        if let Some(n) = get("content-length").and_then(|v| v.parse::<usize>().ok()) {
+            body.resize(n, 0);
+            reader.read_exact(&mut body).await?;
+        } else if get("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+            loop {
+                let mut size = String::new();
+                reader.read_line(&mut size).await?;
+                let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+                let mut chunk = vec![0; n + 2];
+                reader.read_exact(&mut chunk).await?;
+                if n == 0 {
+                    break;
+                }
+                body.extend_from_slice(&chunk[..n]);
+            }
+        }
+        let (path, query) = target.split_once('?').unwrap_or((target.as_str(), ""));
+        let query = query
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                (decode(k), decode(v))
+            })
+            .collect();
+        let req = Request {
+            method,
+            path: path.to_string(),
+            query,
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        };
+        let (code, reply) = {
+            let mut st = state.lock().unwrap();
+            st.requests.push(req.clone());
+            handle(&mut st, &req)
+        };
+        let text = reply.to_string();
+        let head = format!(
+            "HTTP/1.1 {code} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            if code < 300 { "OK" } else { "Error" },
+            text.len()
+        );
+        let stream = reader.get_mut();
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(text.as_bytes()).await?;
+        stream.flush().await?;
+    }
+}
+
+/// Where a path points: the collection it belongs to, and the object's name if any.
+fn route(path: &str) -> Option<(String, String, Option<String>)> {
+    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let (prefix_len, group) = match *segs.first()? {
+        "api" => (2, String::new()),
+        "apis" => (3, segs.get(1)?.to_string()),
+        _ => return None,
+    };
+    let prefix = format!("/{}", segs.get(..prefix_len)?.join("/"));
+    let rest = &segs[prefix_len..];
+    let (collection, name) = if rest.first() == Some(&"namespaces") && rest.len() >= 3 {
+        (format!("{prefix}/namespaces/{}/{}", rest[1], rest[2]), rest.get(3))
+    } else {
+        (format!("{prefix}/{}", rest.first()?), rest.get(1))
+    };
+    Some((group, collection, name.map(|s| s.to_string())))
+}
+
+fn handle(st: &mut State, req: &Request) -> (u16, Value) {
+    if let Some(i) = st.injected.iter().position(|(m, p, _, _)| *m == req.method && *p == req.path) {
+        let (_, _, code, reason) = st.injected.remove(i);
+        return status(code, &reason, &format!("injected {reason}"));
+    }
+    if matches!(req.method.as_str(), "PUT" | "PATCH") {
+        if let Some(i) = st.edits.iter().position(|(p, _)| *p == req.path) {
+            let (_, change) = st.edits.remove(i);
+            st.next_rv += 1;
+            let rv = st.next_rv.to_string();
+            if let Some(obj) = st.objects.get_mut(&req.path) {
+                merge(obj, &change);
+                obj["metadata"]["resourceVersion"] = json!(rv);
+            }
+        }
+    }
+    if req.path == "/version" {
+        return (
+            200,
+            json!({"major": "1", "minor": "33", "gitVersion": "v1.33.1-eks-test", "gitCommit": "",
+            "gitTreeState": "", "buildDate": "", "goVersion": "", "compiler": "", "platform": "linux/amd64"}),
+        );
+    }
+    let Some((_group, collection, name)) = route(&req.path) else {
+        return status(404, "NotFound", "the server could not find the requested resource");
+    };
+    if collection.ends_with("/selfsubjectaccessreviews") && req.method == "POST" {
+        let mut review = req.json();
+        let a = review.pointer("/spec/resourceAttributes").cloned().unwrap_or(Value::Null);
+        let f = |k: &str| a.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        let ns = a.get("namespace").and_then(Value::as_str).map(str::to_string);
+        let denied =
+            st.denied.iter().any(|(v, g, r, n)| *v == f("verb") && *g == f("group") && *r == f("resource") && *n == ns);
+        review["status"] = if denied {
+            json!({"allowed": false, "reason": format!("RBAC: no rule allows {} {}", f("verb"), f("resource"))})
+        } else {
+            json!({"allowed": true})
+        };
+        return (201, review);
+    }
+    match (req.method.as_str(), name) {
+        ("GET", None) => {
+            let selector: Vec<(String, String)> = req
+                .param("labelSelector")
+                .unwrap_or("")
+                .split(',')
+                .filter_map(|p| p.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+                .collect();
+            let keys: Vec<String> = st
+                .objects
+                .keys()
+                .filter(|k| k.strip_prefix(&format!("{collection}/")).is_some_and(|n| !n.contains('/')))
+                .cloned()
+                .collect();
+            for k in &keys {
+                read(st, k);
+            }
+            let items: Vec<Value> = keys
+                .iter()
+                .filter_map(|k| st.objects.get(k).cloned())
+                .filter(|o| {
+                    selector.iter().all(|(k, v)| {
+                        o.pointer("/metadata/labels").and_then(|l| l.get(k)).and_then(Value::as_str) == Some(v)
+                    })
+                })
+                .collect();
+            (
+                200,
+                json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": st.next_rv.to_string()}, "items": items}),
+            )
+        }
+        ("GET", Some(n)) => {
+            let key = format!("{collection}/{n}");
+            read(st, &key);
+            match st.objects.get(&key) {
+                Some(o) => (200, o.clone()),
+                None => status(404, "NotFound", &format!("\"{n}\" not found")),
+            }
+        }
+        ("POST", None) => {
+            let mut obj = req.json();
+            let Some(n) = obj.pointer("/metadata/name").and_then(Value::as_str).map(str::to_string) else {
+                return status(422, "Invalid", "metadata.name: Required value");
+            };
+            let key = format!("{collection}/{n}");
+            if st.objects.contains_key(&key) {
+                return status(409, "AlreadyExists", &format!("\"{n}\" already exists"));
+            }
+            st.next_rv += 1;
+            obj["metadata"]["resourceVersion"] = json!(st.next_rv.to_string());
+            obj["metadata"]["generation"] = json!(1);
+            obj["metadata"]["uid"] = json!(format!("uid-{}", st.next_rv));
+            st.objects.insert(key, obj.clone());
+            (201, obj)
+        }
+        ("PUT", Some(n)) => {
+            let key = format!("{collection}/{n}");
+            let mut obj = req.json();
+            let Some(current) = st.objects.get(&key) else {
+                return status(404, "NotFound", &format!("\"{n}\" not found"));
+            };
+            let sent = obj.pointer("/metadata/resourceVersion").and_then(Value::as_str);
+            if sent.is_some_and(|rv| Some(rv) != current.pointer("/metadata/resourceVersion").and_then(Value::as_str)) {
+                return status(
+                    409,
+                    "Conflict",
+                    "the object has been modified; please apply your changes to the latest version and try again",
+                );
+            }
+            let generation = current.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(1);
+            let changed = current.get("spec") != obj.get("spec");
+            st.next_rv += 1;
+            obj["metadata"]["resourceVersion"] = json!(st.next_rv.to_string());
+            obj["metadata"]["generation"] = json!(if changed { generation + 1 } else { generation });
+            st.objects.insert(key, obj.clone());
+            (200, obj)
+        }
+        ("PATCH", Some(n)) => {
+            if !req.header("content-type").is_some_and(|c| c.starts_with("application/apply-patch")) {
+                return status(415, "UnsupportedMediaType", "only server-side apply is emulated");
+            }
+            let key = format!("{collection}/{n}");
+            let mut body = req.json();
+            if let Some(m) = body.as_object_mut() {
+                m.remove("status");
+            }
+            st.next_rv += 1;
+            let rv = st.next_rv.to_string();
+            match st.objects.get_mut(&key) {
+                Some(obj) => {
+                    let before = obj.get("spec").cloned();
+                    merge(obj, &body);
+                    let generation = obj.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(1);
+                    if obj.get("spec").cloned() != before {
+                        obj["metadata"]["generation"] = json!(generation + 1);
+                    }
+                    obj["metadata"]["resourceVersion"] = json!(rv);
+                    (200, obj.clone())
+                }
+                None => {
+                    body["metadata"]["resourceVersion"] = json!(rv);
+                    body["metadata"]["generation"] = json!(1);
+                    st.objects.insert(key, body.clone());
+                    (201, body)
+                }
+            }
+        }
+        ("DELETE", Some(n)) => {
+            let key = format!("{collection}/{n}");
+            match st.objects.remove(&key) {
+                Some(_) => (
+                    200,
+                    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                    "details": {"name": n}}),
+                ),
+                None => status(404, "NotFound", &format!("\"{n}\" not found")),
+            }
+        }
+        _ => status(405, "MethodNotAllowed", "not emulated"),
+    }
+}
+
+/// Count a read and run any `later` hook that is due.
+fn read(st: &mut State, key: &str) {
+    let n = {
+        let c = st.reads.entry(key.to_string()).or_default();
+        *c += 1;
+        *c
+    };
+    let due: Vec<Later> =
+        st.later.iter().filter(|(p, after, _)| p == key && n > *after).map(|(_, _, w)| w.clone()).collect();
+    st.later.retain(|(p, after, _)| !(p == key && n > *after));
+    for what in due {
+        match what {
+            Later::Status(s) => {
+                st.next_rv += 1;
+                let rv = st.next_rv.to_string();
+                if let Some(o) = st.objects.get_mut(key) {
+                    o["status"] = s;
+                    o["metadata"]["resourceVersion"] = json!(rv);
+                }
+            }
+            Later::Remove => {
+                st.objects.remove(key);
+            }
+        }
+    }
+}
