@@ -16,6 +16,10 @@ use aws_smithy_types::config_bag::ConfigBag;
 
 use crate::error::{Error, ErrorKind, Result, REGION_HINT};
 
+/// How many times the SDK tries a call that fails with throttling, a 5xx or a dropped
+/// connection before the run gives up on it (the first attempt included).
+pub const MAX_ATTEMPTS: u32 = 6;
+
 /// How to reach AWS: the global options of the contract that shape the SDK configuration.
 #[derive(Debug, Clone, Default)]
 pub struct AwsOptions {
@@ -93,9 +97,17 @@ impl Aws {
     /// account and to record requests).
     pub async fn connect(opts: &AwsOptions, interceptors: &[SharedInterceptor]) -> Result<Self> {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            // Throttling and 5xx are retried by the SDK with jittered exponential backoff; the
-            // adaptive mode also slows the client down when a service keeps throttling.
-            .retry_config(RetryConfig::adaptive().with_max_attempts(6).with_initial_backoff(Duration::from_millis(200)))
+            // Throttling, 5xx and dropped connections are retried by the SDK with jittered
+            // exponential backoff. Standard mode, not adaptive: adaptive's client-side rate
+            // limiter measures the send rate of a long-lived client, and a run lasting a second
+            // has none to measure, so its first throttle cuts the run to a trickle (measured:
+            // init under 20% injected faults took 10-55 s adaptive, 2-4 s standard; see
+            // docs/performance.md).
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(MAX_ATTEMPTS)
+                    .with_initial_backoff(Duration::from_millis(200)),
+            )
             // Every call has a bound, so no run can hang on a dead connection.
             .timeout_config(
                 TimeoutConfig::builder()

@@ -74,7 +74,7 @@ pub struct GlobalArgs {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Make the cluster's Karpenter install (AWS side) match the desired state.
+    /// Make the cluster's Karpenter install match the desired state.
     Init(InitArgs),
     /// Check every piece of the install and explain each failure; changes nothing.
     Doctor(DoctorArgs),
@@ -118,12 +118,30 @@ pub struct InstallArgs {
     pub default_nodepool: bool,
 }
 
+/// How to reach the cluster itself; shared by init, doctor and teardown.
+#[derive(Debug, Clone, Args)]
+pub struct ClusterArgs {
+    /// Talk to the cluster through this kubeconfig (default: endpoint, CA and a token from the
+    /// AWS credentials, so no kubeconfig is needed).
+    #[arg(long, value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use.
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
+    /// The helm binary (3.8 or newer; default: helm on PATH).
+    #[arg(long, env = "KARPCTL_HELM", value_name = "PATH")]
+    pub helm: Option<PathBuf>,
+}
+
 /// `karpctl init`.
 #[derive(Debug, Clone, Args)]
 pub struct InitArgs {
     /// The install's shape.
     #[command(flatten)]
     pub install: InstallArgs,
+    /// How to reach the cluster.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
     /// Take over resources with karpctl's names that karpctl did not create (tags them).
     #[arg(long)]
     pub adopt: bool,
@@ -160,6 +178,9 @@ pub struct DoctorArgs {
     /// The install's shape to check against (as given to init).
     #[command(flatten)]
     pub install: InstallArgs,
+    /// How to reach the cluster.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
     /// Check only one side.
     #[arg(long, value_enum)]
     pub only: Option<Only>,
@@ -171,6 +192,15 @@ pub struct TeardownArgs {
     /// The install's shape (its namespace matters; the other options are ignored).
     #[command(flatten)]
     pub install: InstallArgs,
+    /// How to reach the cluster.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Delete every NodePool, not only karpctl's default one.
+    #[arg(long)]
+    pub all_nodepools: bool,
+    /// Keep the karpenter-crd release (and so the CRDs and any objects of them).
+    #[arg(long)]
+    pub keep_crds: bool,
     /// List what would be removed; change nothing.
     #[arg(long)]
     pub dry_run: bool,

@@ -328,6 +328,11 @@ impl Desired {
         ]
     }
 
+    /// Whether a tag map (EKS, SQS) marks a resource as karpctl's, for this cluster.
+    pub fn owns_map(&self, tags: Option<&std::collections::HashMap<String, String>>) -> bool {
+        tags.is_some_and(|t| self.is_owned(t.iter().map(|(k, v)| (k.as_str(), v.as_str()))))
+    }
+
     /// Whether a resource's tags mark it as karpctl's, for this cluster.
     pub fn is_owned<'a>(&self, tags: impl IntoIterator<Item = (&'a str, &'a str)>) -> bool {
         let mut managed = false;

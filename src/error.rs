@@ -3,8 +3,11 @@
 
 use std::fmt;
 
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+use crate::aws::MAX_ATTEMPTS;
 
 /// The class of a failure. Scripts match on it (`error.kind` in JSON output), and the AWS
 /// classes are decided by the service's error code, never by message text.
@@ -108,7 +111,7 @@ impl Error {
     pub fn aws<E, R>(doing: impl Into<String>, action: &str, err: SdkError<E, R>) -> Self
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-        R: fmt::Debug,
+        R: fmt::Debug + 'static,
     {
         let doing = doing.into();
         match &err {
@@ -118,12 +121,22 @@ impl Error {
                 let msg = e.message().unwrap_or("").to_string();
                 let cause = if msg.is_empty() { code.clone() } else { format!("{code}: {msg}") };
                 let kind = classify_code(&code);
+                // A 5xx has outlived the SDK's retries too (it retries them like throttling);
+                // the raw response is only reachable as `Any`, since `R` is generic.
+                let server_side = (se.raw() as &dyn std::any::Any)
+                    .downcast_ref::<HttpResponse>()
+                    .is_some_and(|r| r.status().is_server_error());
                 let hint = match kind {
                     ErrorKind::AccessDenied => Some(format!(
                         "the caller needs the IAM permission {action}; check its policies and any SCP or permission boundary"
                     )),
                     ErrorKind::Credentials => Some(CREDENTIALS_HINT.to_string()),
-                    ErrorKind::Throttled => Some("AWS kept throttling after retries; wait a minute and run again".into()),
+                    ErrorKind::Throttled => Some(format!(
+                        "AWS kept throttling {action} through {MAX_ATTEMPTS} attempts; wait a minute and run again"
+                    )),
+                    _ if server_side => Some(format!(
+                        "AWS kept failing {action} with a server error through {MAX_ATTEMPTS} attempts; wait a few minutes and run again"
+                    )),
                     _ => None,
                 };
                 Error { kind, message: doing, cause: Some(cause), hint, code: Some(code) }
@@ -209,7 +222,7 @@ pub fn classify_code(code: &str) -> ErrorKind {
 }
 
 /// The error's chain of sources on one line: the SDK nests the useful part several levels deep.
-fn source_chain(err: &dyn std::error::Error) -> String {
+pub(crate) fn source_chain(err: &dyn std::error::Error) -> String {
     let mut parts = vec![err.to_string()];
     let mut cur = err.source();
     while let Some(e) = cur {

@@ -100,6 +100,10 @@ pub fn install_steps(d: &Desired, values_file: &Path, extra: &ExtraValues, manif
             s(HELM_TIMEOUT),
         ]
     };
+    // Both charts get karpctl's values: the CRD chart reads only `additionalAnnotations`, whose
+    // `karpctl.io/managed-by` marks both releases as karpctl's (helm releases carry no tags).
+    let mut crds = chart("karpenter-crd");
+    crds.extend([s("-f"), values_file.display().to_string()]);
     let mut controller = chart("karpenter");
     controller.extend([s("-f"), values_file.display().to_string()]);
     for f in &extra.files {
@@ -114,11 +118,7 @@ pub fn install_steps(d: &Desired, values_file: &Path, extra: &ExtraValues, manif
             may_fail: true,
             why: "stale public.ecr.aws credentials make anonymous chart pulls fail",
         },
-        Step {
-            argv: chart("karpenter-crd"),
-            may_fail: false,
-            why: "CRDs first: helm upgrade never updates a chart's crds/",
-        },
+        Step { argv: crds, may_fail: false, why: "CRDs first: helm upgrade never updates a chart's crds/" },
         Step { argv: controller, may_fail: false, why: "the controller, with karpctl's values and yours layered last" },
     ];
     if !manifests.is_empty() {
@@ -129,6 +129,97 @@ pub fn install_steps(d: &Desired, values_file: &Path, extra: &ExtraValues, manif
         steps.push(Step { argv: apply, may_fail: false, why: "the default EC2NodeClass and NodePool" });
     }
     steps
+}
+
+/// `helm uninstall NAME`, waiting until its resources are gone.
+pub fn uninstall_step(name: &str, namespace: &str) -> Step {
+    Step {
+        argv: ["helm", "uninstall", name, "--namespace", namespace, "--wait", "--timeout", HELM_TIMEOUT]
+            .map(String::from)
+            .to_vec(),
+        may_fail: false,
+        why: "remove the release",
+    }
+}
+
+/// Which release a step installs or removes (`None` for other steps).
+pub fn step_release(step: &Step) -> Option<&str> {
+    let argv = &step.argv;
+    match argv.get(1).map(String::as_str) {
+        Some("upgrade") => flag_value(argv, "--install"),
+        Some("uninstall") => argv.get(2).map(String::as_str),
+        _ => None,
+    }
+}
+
+/// The values helm should hold for the controller release: karpctl's, then each `--values`
+/// file, then each `--set`, merged the way helm merges them. `--set` is read in its simple form
+/// (`a.b=value`, value a number, `true`/`false`, `null` or a string); lists and escaped dots are
+/// not interpreted, so a release installed with such a `--set` is always upgraded.
+pub fn effective_values(karpctl_yaml: &str, extra: &ExtraValues) -> Result<serde_json::Value> {
+    let mut merged = yaml_values("karpctl's helm values", karpctl_yaml)?;
+    for f in &extra.files {
+        let path = Path::new(f);
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io("failed to read", path, e))?;
+        deep_merge(&mut merged, yaml_values(f, &text)?);
+    }
+    for kv in &extra.sets {
+        let Some((key, raw)) = kv.split_once('=') else { continue };
+        let value = serde_json::from_str::<serde_json::Value>(raw)
+            .ok()
+            .filter(|v| !v.is_object() && !v.is_array() && !v.is_string())
+            .unwrap_or_else(|| serde_json::Value::String(raw.to_string()));
+        let mut patch = value;
+        for part in key.split('.').rev() {
+            let mut m = serde_json::Map::new();
+            m.insert(part.to_string(), patch);
+            patch = serde_json::Value::Object(m);
+        }
+        deep_merge(&mut merged, patch);
+    }
+    Ok(merged)
+}
+
+fn yaml_values(name: &str, text: &str) -> Result<serde_json::Value> {
+    let v: serde_json::Value = serde_yaml_ng::from_str(text).map_err(|e| {
+        Error::new(ErrorKind::InvalidInput, format!("{name} is not valid YAML")).with_cause(e.to_string())
+    })?;
+    Ok(if v.is_null() { serde_json::Value::Object(Default::default()) } else { v })
+}
+
+/// helm's merge: maps merge key by key, anything else is replaced.
+fn deep_merge(base: &mut serde_json::Value, patch: serde_json::Value) {
+    match (base, patch) {
+        (serde_json::Value::Object(b), serde_json::Value::Object(p)) => {
+            for (k, v) in p {
+                match b.get_mut(&k) {
+                    Some(existing) => deep_merge(existing, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (b, p) => *b = p,
+    }
+}
+
+/// Run a read-only helm command (`list`, `get values`) and return what it printed.
+pub async fn query(helm: &Path, args: &[&str], env: &HelmEnv) -> Result<String> {
+    let mut cmd = tokio::process::Command::new(helm);
+    cmd.args(args).stdin(std::process::Stdio::null()).kill_on_drop(true);
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("HELM_KUBE") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.envs(env.vars().iter().map(|(k, v)| (k, v)));
+    let out = cmd.output().await.map_err(|e| Error::io("failed to run", helm, e).with_hint(INSTALL_HINT))?;
+    if !out.status.success() {
+        return Err(Error::new(ErrorKind::ClusterState, format!("helm {} failed ({})", args.join(" "), out.status))
+            .with_cause(tail(&String::from_utf8_lossy(&out.stderr))));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// The steps as a POSIX shell script.
@@ -490,7 +581,7 @@ mod tests {
         assert_eq!(
             steps[1].argv.join(" "),
             "helm upgrade --install karpenter-crd oci://public.ecr.aws/karpenter/karpenter-crd --version 1.14.1 \
-             --namespace kube-system --create-namespace --wait --timeout 10m"
+             --namespace kube-system --create-namespace --wait --timeout 10m -f /tmp/x/values.yaml"
         );
         assert_eq!(
             steps[2].argv.join(" "),

@@ -132,6 +132,16 @@ pub fn progress(bar: &ProgressBar, msg: &str) {
     }
 }
 
+/// Ask the person at the terminal, off the async threads (dialoguer blocks). Callers check that
+/// there is a terminal first: karpctl never prompts without one.
+pub async fn ask<T: Send + 'static>(
+    prompt: impl FnOnce() -> dialoguer::Result<T> + Send + 'static,
+) -> crate::error::Result<T> {
+    use crate::error::{Error, ErrorKind};
+    let failed = |e: String| Error::new(ErrorKind::Refused, "the confirmation prompt failed").with_cause(e);
+    tokio::task::spawn_blocking(prompt).await.map_err(|e| failed(e.to_string()))?.map_err(|e| failed(e.to_string()))
+}
+
 /// A spinner on stderr, drawn only when stderr is a terminal; elsewhere it stays silent and the
 /// caller's log lines carry the progress.
 pub fn spinner(msg: &str) -> ProgressBar {

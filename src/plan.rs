@@ -212,6 +212,11 @@ pub fn plan_delete(resource: String, seen: &Observed, keep: bool) -> Change {
 /// Delete every planned deletion, highest dependency level first, each level's resources
 /// concurrently (bounded).
 pub async fn delete(cx: &Cx, planned: &[Planned], on_done: &(dyn Fn(&Change) + Sync)) -> Result<()> {
+    delete_refs(cx, &planned.iter().collect::<Vec<_>>(), on_done).await
+}
+
+/// [`delete`] over a selection of the plan.
+pub async fn delete_refs(cx: &Cx, planned: &[&Planned], on_done: &(dyn Fn(&Change) + Sync)) -> Result<()> {
     let max = planned.iter().map(|p| p.level).max().unwrap_or(0);
     for level in (0..=max).rev() {
         let batch = planned.iter().filter(|p| p.level == level && p.change.action == Action::Delete);

@@ -171,9 +171,10 @@ async fn helm_runs_crd_chart_then_controller_with_the_cluster_only_in_its_enviro
         argvs,
         vec![
             "helm registry logout public.ecr.aws".to_string(),
-            "helm upgrade --install karpenter-crd oci://public.ecr.aws/karpenter/karpenter-crd --version 1.14.1 \
-             --namespace kube-system --create-namespace --wait --timeout 10m"
-                .to_string(),
+            format!(
+                "helm upgrade --install karpenter-crd oci://public.ecr.aws/karpenter/karpenter-crd --version 1.14.1 \
+                 --namespace kube-system --create-namespace --wait --timeout 10m -f {vp}"
+            ),
             format!(
                 "helm upgrade --install karpenter oci://public.ecr.aws/karpenter/karpenter --version 1.14.1 \
                  --namespace kube-system --create-namespace --wait --timeout 10m -f {vp} -f {user} --set logLevel=debug"

@@ -21,8 +21,29 @@ use support::{karpctl_bin, Env, SeededCluster, DEFAULT_ACCOUNT, REGION};
 const INIT: &[&str] = &["init", "-c", "demo", "--yes"];
 
 /// How many resources a default install of `demo` considers (`expected_ids`): with the
-/// pod-identity default, all but the OIDC provider are created.
-const CONSIDERED: usize = 24;
+/// pod-identity default on an API_AND_CONFIG_MAP cluster, all but the OIDC provider and the
+/// aws-auth mapping (access entries are used instead) are created.
+const CONSIDERED: usize = 29;
+
+/// How many of them live in the cluster (two helm releases, the EC2NodeClass, the NodePool,
+/// the aws-auth mapping).
+const CLUSTER_SIDE: usize = 5;
+
+/// The ids of the cluster side of a default install of `demo` in `account`.
+fn cluster_side_ids(account: &str) -> Vec<String> {
+    vec![
+        format!("aws-auth/arn:aws:iam::{account}:role/KarpenterNodeRole-demo"),
+        "helm-release/kube-system/karpenter-crd".to_string(),
+        "helm-release/kube-system/karpenter".to_string(),
+        "ec2nodeclass/default".to_string(),
+        "nodepool/default".to_string(),
+    ]
+}
+
+/// Whether a resource is skipped by a default install of `demo` on an API_AND_CONFIG_MAP cluster.
+fn skipped_by_default(id: &str) -> bool {
+    id.starts_with("oidc-provider/") || id.starts_with("aws-auth/")
+}
 
 /// A fresh account with the cluster `demo` (API_AND_CONFIG_MAP).
 async fn demo() -> (Env, SeededCluster) {
@@ -56,6 +77,7 @@ fn expected_ids(env: &Env, seeded: &SeededCluster, issuer_host_path: &str) -> Ve
     {
         ids.push(format!("event-rule/Karpenter-demo-{kind}"));
     }
+    ids.extend(cluster_side_ids(&env.account));
     ids
 }
 
@@ -81,7 +103,8 @@ async fn fresh_init_creates_exactly_the_expected_set_with_the_rendered_content()
     let report = env.run(INIT).await.unwrap();
     assert_eq!(report.exit_code, 0);
 
-    // The set: every expected resource once, created; only the OIDC provider (pod-identity) skipped.
+    // The set: every expected resource once, created; only the OIDC provider (pod-identity) and
+    // the aws-auth mapping (the cluster has access entries) skipped.
     let ch = changes(&report);
     let mut got: Vec<&str> = ch.iter().map(|(r, _)| r.as_str()).collect();
     let mut want = expected_ids(&env, &seeded, &hp);
@@ -90,10 +113,13 @@ async fn fresh_init_creates_exactly_the_expected_set_with_the_rendered_content()
     want.sort();
     assert_eq!(got, want);
     for (r, a) in &ch {
-        let expect = if r.starts_with("oidc-provider/") { "skip" } else { "create" };
+        let expect = if skipped_by_default(r) { "skip" } else { "create" };
         assert_eq!(a, expect, "{r}");
     }
     assert_eq!(detail(&report, &format!("oidc-provider/{hp}")), "not needed with --auth pod-identity");
+    let aws_auth = format!("aws-auth/{}", d.node_role_arn());
+    assert_eq!(detail(&report, &aws_auth), "the cluster uses EKS access entries (see access-entry/...)");
+    assert_eq!(report.to_json()["cluster_side"]["status"], "ready");
     // Listed in apply order: whatever a resource needs comes before it.
     let node_role = position(&ch, "iam-role/KarpenterNodeRole-demo");
     let controller_role = position(&ch, "iam-role/KarpenterControllerRole-demo");
@@ -106,6 +132,37 @@ async fn fresh_init_creates_exactly_the_expected_set_with_the_rendered_content()
     for rule in &d.names.rules {
         assert!(position(&ch, "sqs-queue/demo") < position(&ch, &format!("event-rule/{}", rule.name)));
     }
+    // The cluster side: CRDs before the controller and the manifests; the controller after the
+    // identity and the queue it starts with; the NodePool after the EC2NodeClass it references,
+    // which comes after the node role it names.
+    let crds = position(&ch, "helm-release/kube-system/karpenter-crd");
+    let controller = position(&ch, "helm-release/kube-system/karpenter");
+    let node_class = position(&ch, "ec2nodeclass/default");
+    let node_pool = position(&ch, "nodepool/default");
+    assert!(crds < controller && crds < node_class && node_class < node_pool, "{ch:?}");
+    for before in
+        ["iam-role/KarpenterControllerRole-demo", "pod-identity-association/kube-system/karpenter", "sqs-queue/demo"]
+    {
+        assert!(position(&ch, before) < controller, "{before} before the controller: {ch:?}");
+    }
+    assert!(node_role < node_class, "{ch:?}");
+    // The cluster side went to the stand-in: two helm upgrades, two server-side applies.
+    let helm_writes = env.cluster.helm_writes();
+    assert_eq!(helm_writes.len(), 2, "{helm_writes:?}");
+    assert!(helm_writes[0].starts_with("helm upgrade --install karpenter-crd "), "{helm_writes:?}");
+    assert!(helm_writes[1].starts_with("helm upgrade --install karpenter "), "{helm_writes:?}");
+    let api_writes: Vec<String> = env
+        .cluster
+        .api
+        .writes()
+        .iter()
+        .filter(|r| !r.path.ends_with("/selfsubjectaccessreviews"))
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert_eq!(
+        api_writes,
+        ["PATCH /apis/karpenter.k8s.aws/v1/ec2nodeclasses/default", "PATCH /apis/karpenter.sh/v1/nodepools/default"]
+    );
 
     // Exactly these writes, nothing else.
     let writes = env.recorder.writes();
@@ -273,13 +330,24 @@ async fn fresh_init_creates_exactly_the_expected_set_with_the_rendered_content()
     // needs to hand out credentials: installed and tagged.
     assert_eq!(state["addons"]["eks-pod-identity-agent"], json!({"status": "ACTIVE", "tags": owned}));
 
-    // A second run changes nothing and sends zero mutating requests.
+    // A second run changes nothing and sends zero mutating requests, to AWS or the cluster.
     env.recorder.clear();
+    env.cluster.api.clear_requests();
     let again = env.run(INIT).await.unwrap();
     assert_eq!(pending(&again), Vec::<(String, String)>::new());
-    assert_eq!(changes(&again).iter().filter(|(_, a)| a == "none").count(), CONSIDERED - 1);
-    assert!(env.recorder.calls().len() > CONSIDERED, "the second run observes everything again");
+    assert_eq!(changes(&again).iter().filter(|(_, a)| a == "none").count(), CONSIDERED - 2);
+    assert!(env.recorder.calls().len() > CONSIDERED - CLUSTER_SIDE, "the second run observes everything again");
     assert_eq!(env.recorder.writes().len(), 0, "{:?}", env.recorder.writes());
+    assert_eq!(env.cluster.helm_writes().len(), 2, "no further helm upgrade: {:?}", env.cluster.helm_writes());
+    let api_writes: Vec<String> = env
+        .cluster
+        .api
+        .writes()
+        .iter()
+        .filter(|r| !r.path.ends_with("/selfsubjectaccessreviews"))
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert_eq!(api_writes, Vec::<String>::new());
     assert_eq!(snapshot(&env, &seeded).await, state);
 }
 
@@ -288,14 +356,30 @@ async fn dry_run_writes_nothing() {
     let (env, seeded) = demo().await;
     let report = env.run(&["init", "-c", "demo", "--dry-run"]).await.unwrap();
     let ch = changes(&report);
-    assert_eq!(ch.iter().filter(|(_, a)| a == "create").count(), CONSIDERED - 1, "{ch:?}");
+    assert_eq!(ch.iter().filter(|(_, a)| a == "create").count(), CONSIDERED - 2, "{ch:?}");
+    for id in cluster_side_ids(&env.account).iter().filter(|id| !skipped_by_default(id)) {
+        assert!(ch.contains(&(id.clone(), "create".into())), "{id}: {ch:?}");
+    }
     assert_eq!(report.exit_code, 0);
     let doc = report.to_json();
     assert_eq!(doc["dry_run"], true);
-    assert_eq!(doc["cluster_side"]["status"], "not-planned");
-    assert!(report.text.contains(&format!("Plan: {} to create", CONSIDERED - 1)), "{}", report.text);
+    assert_eq!(doc["cluster_side"]["status"], "planned");
+    assert!(report.text.contains(&format!("Plan: {} to create", CONSIDERED - 2)), "{}", report.text);
     assert!(!env.recorder.calls().is_empty());
     assert_eq!(env.recorder.writes().len(), 0, "{:?}", env.recorder.writes());
+    // The cluster side was observed, not written: no helm upgrade, no API write.
+    assert!(!env.cluster.helm_calls().is_empty(), "the releases were looked up");
+    assert_eq!(env.cluster.helm_writes(), Vec::<String>::new());
+    assert_eq!(env.cluster.releases(), json!({}));
+    let api_writes: Vec<String> = env
+        .cluster
+        .api
+        .writes()
+        .iter()
+        .filter(|r| !r.path.ends_with("/selfsubjectaccessreviews"))
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert_eq!(api_writes, Vec::<String>::new());
     let state = snapshot(&env, &seeded).await;
     assert_eq!(state["roles"], json!({}));
     assert_eq!(state["queues"], json!({}));
@@ -410,7 +494,7 @@ async fn an_existing_pod_identity_agent_is_used_as_it_is_and_never_tagged() {
         snapshot(&env, &seeded).await["addons"],
         json!({"eks-pod-identity-agent": {"status": "ACTIVE", "tags": {}}})
     );
-    assert_eq!(pending(&report).len(), CONSIDERED - 2);
+    assert_eq!(pending(&report).len(), CONSIDERED - 3);
 }
 
 /// Create an OIDC provider for the cluster's issuer the way another tool would: no karpctl tags.
@@ -477,8 +561,15 @@ async fn a_config_map_cluster_skips_the_access_entry_and_emits_the_aws_auth_entr
     let reason = detail(&report, &id);
     assert!(reason.contains("aws-auth ConfigMap"), "{reason}");
     assert!(!env.recorder.calls().iter().any(|c| c.operation.contains("AccessEntr")), "{:?}", env.recorder.calls());
-    // Everything else is installed as usual.
-    assert_eq!(pending(&report).len(), CONSIDERED - 2);
+    // Everything else on the AWS side is installed as usual; the cluster side is written to the
+    // directory instead (the aws-auth mapping among it).
+    for id in cluster_side_ids(&env.account) {
+        assert!(changes(&report).contains(&(id.clone(), "skip".into())), "{id}");
+        assert!(detail(&report, &id).starts_with("--emit: written to "), "{id}: {}", detail(&report, &id));
+    }
+    assert_eq!(pending(&report).len(), CONSIDERED - 2 - CLUSTER_SIDE);
+    assert_eq!(env.cluster.helm_calls(), Vec::<Value>::new(), "--emit runs no helm");
+    assert_eq!(env.cluster.api.requests().len(), 0, "--emit does not reach the cluster API");
     assert_eq!(snapshot(&env, &seeded).await["access_entries"], json!({}));
     let entry = std::fs::read_to_string(emit.join("aws-auth-maproles.yaml")).unwrap();
     let yaml: Value = serde_yaml_ng::from_str(&entry).unwrap();
@@ -507,13 +598,16 @@ async fn no_interruption_leaves_out_the_queue_and_rules() {
         assert!(ch.contains(&(id.clone(), "skip".into())), "{id}: {ch:?}");
         assert_eq!(detail(&report, id), "--no-interruption");
     }
-    assert_eq!(pending(&report).len(), CONSIDERED - 1 - 6, "{ch:?}");
+    assert_eq!(pending(&report).len(), CONSIDERED - 2 - 6, "{ch:?}");
     let services: Vec<String> = env.recorder.calls().into_iter().map(|c| c.service).collect();
     assert!(!services.iter().any(|s| s == "sqs" || s == "eventbridge"), "{services:?}");
     let state = snapshot(&env, &seeded).await;
     assert_eq!(state["queues"], json!({}));
     assert_eq!(state["rules"], json!({}));
     assert_eq!(state["roles"].as_object().unwrap().len(), 2);
+    // The controller is installed without an interruption queue setting.
+    let release = &env.cluster.releases()["kube-system/karpenter"];
+    assert_eq!(release["values"]["settings"], json!({"clusterName": "demo"}), "{release}");
 }
 
 #[tokio::test]
@@ -613,12 +707,19 @@ async fn recovers_after_a_failure_after_the_10th_write() {
 // The compiled binary runs against the emulator's default account: each test uses a cluster
 // name of its own there.
 
+// The binary reaches the test's cluster stand-in, which answers from this test's runtime: the
+// blocking run goes to a blocking thread so the runtime keeps serving it.
+
 #[tokio::test]
 async fn binary_init_without_yes_and_without_a_terminal_exits_1_with_a_hint() {
     let env = Env::default_account().await;
     let name = "init-bin-no-yes";
     env.seed_cluster(name, Some("API")).await;
-    let out = karpctl_bin(&["init", "-c", name]);
+    let mut args: Vec<String> = ["init", "-c", name].map(String::from).to_vec();
+    args.extend(env.cluster.args());
+    let out = tokio::task::spawn_blocking(move || karpctl_bin(&args.iter().map(String::as_str).collect::<Vec<_>>()))
+        .await
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(out.stdout.is_empty(), "{}", String::from_utf8_lossy(&out.stdout));
@@ -632,6 +733,10 @@ async fn binary_init_without_yes_and_without_a_terminal_exits_1_with_a_hint() {
     assert!(hint.contains("--yes"), "{hint}");
     let role = env.aws.iam.get_role().role_name(format!("KarpenterNodeRole-{name}")).send().await;
     assert!(role.is_err(), "nothing was created");
+    // The refusal came after the plan, which reached the cluster, and before any cluster write.
+    assert!(env.cluster.api.requests().iter().any(|r| r.path == "/version"), "the cluster was reached");
+    assert_eq!(env.cluster.helm_writes(), Vec::<String>::new());
+    assert_eq!(env.cluster.api.writes().iter().filter(|r| !r.path.ends_with("/selfsubjectaccessreviews")).count(), 0);
 }
 
 #[tokio::test]
@@ -677,6 +782,7 @@ async fn binary_init_emit_writes_the_cluster_side_files() {
     assert_eq!(values, docs.helm_values_yaml);
     let v: Value = serde_yaml_ng::from_str(&values).unwrap();
     assert_eq!(v["settings"], json!({"clusterName": name, "interruptionQueue": name}));
+    assert_eq!(v["additionalAnnotations"], json!({"karpctl.io/managed-by": "karpctl"}));
     assert!(v.get("serviceAccount").is_none(), "pod-identity needs no role annotation");
     // The manifests.
     let node_class = std::fs::read_to_string(dir.join("ec2nodeclass.yaml")).unwrap();
@@ -697,8 +803,9 @@ async fn binary_init_emit_writes_the_cluster_side_files() {
     assert_ne!(std::fs::metadata(&script).unwrap().permissions().mode() & 0o111, 0, "install.sh is executable");
     let text = std::fs::read_to_string(&script).unwrap();
     assert!(text.starts_with("#!/bin/sh\n"), "{text}");
+    // Both charts get karpctl's values: its additionalAnnotations mark both releases as karpctl's.
     let crd = "helm upgrade --install karpenter-crd oci://public.ecr.aws/karpenter/karpenter-crd --version 1.14.1 \
-               --namespace kube-system --create-namespace --wait --timeout 10m";
+               --namespace kube-system --create-namespace --wait --timeout 10m -f values.yaml";
     let controller = "helm upgrade --install karpenter oci://public.ecr.aws/karpenter/karpenter --version 1.14.1 \
                       --namespace kube-system --create-namespace --wait --timeout 10m -f values.yaml --set replicas=1";
     let controller_quoted = controller.replace("replicas=1", "'replicas=1'");

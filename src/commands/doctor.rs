@@ -14,10 +14,13 @@ use crate::cluster::{self, ClusterInfo};
 use crate::context::Hooks;
 use crate::desired::{AuthMode, Desired, DISCOVERY_TAG};
 use crate::error::{Error, Result};
+use crate::helm::ExtraValues;
+use crate::kube::client::{deployment_readiness, readiness, Readiness};
 use crate::output::Report;
 use crate::plan;
 use crate::render::{policy_size, Documents, POLICY_SIZE_MAX};
-use crate::resources::{self, Cx, Presence};
+use crate::resources::helm_release::CONTROLLER;
+use crate::resources::{self, ClusterSide, Cx, Observed, Presence, Resource};
 use crate::settings::{self, InstallOptions};
 
 /// Run `doctor`.
@@ -30,7 +33,22 @@ pub async fn run(g: &GlobalArgs, a: &DoctorArgs, hooks: &Hooks) -> Result<Report
     let desired = Desired::new(opts.target_for(&info))?;
     let docs = Documents::render(&desired)?;
     let repair = repair_command(&desired);
-    let cx = Cx { aws, desired, docs, cluster: info };
+    let cluster_side = match a.only {
+        Some(Only::Aws) => ClusterSide::Off("--only aws".into()),
+        None => match super::connect_cluster(&a.cluster, &info, &aws, ExtraValues::default(), false, &[]).await {
+            Ok(side) => {
+                checks.push(Check::new("cluster.api", Status::Pass, "the cluster API answers"));
+                side
+            }
+            Err(e) => {
+                let mut check = Check::new("cluster.api", Status::Fail, e.to_string());
+                check.hint = Some(e.hint.unwrap_or_else(|| "pass --kubeconfig/--context, or --only aws".into()));
+                checks.push(check);
+                ClusterSide::Off("needs cluster.api, which failed".into())
+            }
+        },
+    };
+    let cx = Cx { aws, desired, docs, cluster: info, cluster_side };
 
     let set = resources::desired_set(&cx.desired, &cx.cluster);
     let deps: Vec<Vec<String>> = set.iter().map(|r| r.depends_on()).collect();
@@ -52,14 +70,92 @@ pub async fn run(g: &GlobalArgs, a: &DoctorArgs, hooks: &Hooks) -> Result<Report
         checks.push(check);
     }
     checks.extend(discovery?);
-    let skip_reason = match a.only {
-        Some(Only::Aws) => "--only aws",
-        _ => {
-            "cluster-side checks (helm releases, CRDs, controller, EC2NodeClass conditions) are not in this version yet"
+    checks.extend(runtime_checks(&cx, &observed).await?);
+    Ok(report(&cx.cluster, checks))
+}
+
+/// How Karpenter is doing in the cluster: the controller Deployment, the default EC2NodeClass
+/// and NodePool conditions (with the condition's own message), and the interruption queue the
+/// controller was given.
+async fn runtime_checks(cx: &Cx, observed: &[(Box<dyn Resource>, Observed)]) -> Result<Vec<Check>> {
+    let ns = &cx.desired.target.namespace;
+    let api = match cx.api() {
+        Ok(api) => api,
+        Err(reason) => {
+            return Ok(["karpenter.controller", "ec2nodeclass.ready", "nodepool.ready"]
+                .into_iter()
+                .map(|id| Check::new(id, Status::Skip, reason.clone()))
+                .collect())
         }
     };
-    checks.push(Check::new("cluster-side", Status::Skip, skip_reason));
-    Ok(report(&cx.cluster, checks))
+    let mut out = Vec::new();
+    let deployment = api.kube.get("apps/v1", "Deployment", Some(ns), CONTROLLER).await?;
+    out.push(match deployment.map(|d| serde_json::to_value(d).unwrap_or_default()) {
+        None => Check::new("karpenter.controller", Status::Fail, format!("no deployment {ns}/{CONTROLLER}"))
+            .with_hint(format!("run `{}` to install the controller", repair_command(&cx.desired))),
+        Some(d) => match deployment_readiness(&d) {
+            Readiness::Ready => Check::new("karpenter.controller", Status::Pass, "the controller is available"),
+            Readiness::NotReady(c) => Check::new(
+                "karpenter.controller",
+                Status::Fail,
+                format!(
+                    "the controller is not available: {}",
+                    c.map(|c| c.to_string()).unwrap_or_else(|| "no status yet".into())
+                ),
+            )
+            .with_hint(format!(
+                "kubectl -n {ns} describe deploy/{CONTROLLER}; kubectl -n {ns} logs deploy/{CONTROLLER}"
+            )),
+        },
+    });
+    for (id, api_version, kind) in [
+        ("ec2nodeclass.ready", "karpenter.k8s.aws/v1", "EC2NodeClass"),
+        ("nodepool.ready", "karpenter.sh/v1", "NodePool"),
+    ] {
+        if !cx.desired.target.default_nodepool {
+            out.push(Check::new(id, Status::Skip, "--no-default-nodepool"));
+            continue;
+        }
+        let Some(obj) = api.kube.get(api_version, kind, None, "default").await? else {
+            out.push(Check::new(id, Status::Skip, format!("no {kind} default")));
+            continue;
+        };
+        let obj = serde_json::to_value(obj).unwrap_or_default();
+        out.push(match readiness(&obj, "Ready") {
+            Readiness::Ready => Check::new(id, Status::Pass, format!("{kind} default is Ready")),
+            Readiness::NotReady(c) => {
+                let why = c.map(|c| c.to_string()).unwrap_or_else(|| "no conditions yet".into());
+                Check::new(id, Status::Fail, format!("{kind} default is not Ready: {why}"))
+                    .with_hint(format!("kubectl describe {} default", kind.to_ascii_lowercase()))
+            }
+        });
+    }
+    // The controller must be told the queue by name (the v0.x key interruptionQueueName is ignored).
+    let controller = observed.iter().find(|(r, _)| r.id() == crate::resources::helm_release::id(ns, CONTROLLER));
+    if let (Some((_, seen)), Some(helm)) = (controller, api.helm.as_deref()) {
+        if seen.presence != Presence::Absent && cx.desired.target.interruption {
+            let env = crate::helm::EnvSource::helm_env(&api.kube).await?;
+            let values =
+                crate::helm::query(helm, &["get", "values", CONTROLLER, "--namespace", ns, "-o", "json"], &env).await?;
+            let values: serde_json::Value = serde_json::from_str(&values).unwrap_or_default();
+            let queue = &cx.desired.names.queue.name;
+            out.push(match values["settings"]["interruptionQueue"].as_str() {
+                Some(q) if q == queue => {
+                    Check::new("karpenter.interruption-queue", Status::Pass, format!("the controller reads queue {q}"))
+                }
+                other => Check::new(
+                    "karpenter.interruption-queue",
+                    Status::Fail,
+                    format!(
+                        "the release's settings.interruptionQueue is {:?}, not {queue:?}: interruptions are not handled",
+                        other.unwrap_or("")
+                    ),
+                )
+                .with_hint(format!("run `{}` to set it", repair_command(&cx.desired))),
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// What to tell the user to run: `init` with the same shape options doctor checked against.

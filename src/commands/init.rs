@@ -13,10 +13,12 @@ use crate::context::Hooks;
 use crate::desired::Desired;
 use crate::error::{Error, ErrorKind, Result};
 use crate::helm::{self, ExtraValues};
+use crate::kube::{Access, Wait};
 use crate::output::{self, Report};
 use crate::plan::{self, Action, Change};
 use crate::render::Documents;
-use crate::resources::{self, Cx};
+use crate::resources::helm_release::CONTROLLER;
+use crate::resources::{self, ClusterApi, ClusterSide, Cx};
 use crate::settings::{self, InstallOptions};
 
 /// Run `init`.
@@ -38,7 +40,26 @@ pub async fn run(g: &GlobalArgs, a: &InitArgs, hooks: &Hooks) -> Result<Report> 
         output::warn(&format!("name {full} is too long; using {short}"));
     }
     let docs = Documents::render(&desired)?;
-    let cx = Cx { aws, desired, docs, cluster: info };
+    let cluster_side = match &a.emit {
+        Some(dir) => ClusterSide::Off(format!("--emit: written to {}", dir.display())),
+        None => {
+            let access = Access::for_install(&desired.target.namespace, !info.auth_mode.has_api());
+            super::connect_cluster(&a.cluster, &info, &aws, extra.clone(), true, &access).await.map_err(|e| {
+                let hint = e.hint.clone().unwrap_or_default();
+                Error {
+                    hint: Some(
+                        format!(
+                            "{hint}; or run init --emit DIR to do the AWS side only and write the cluster side to DIR"
+                        )
+                        .trim_start_matches("; ")
+                        .to_string(),
+                    ),
+                    ..e
+                }
+            })?
+        }
+    };
+    let cx = Cx { aws, desired, docs, cluster: info, cluster_side };
 
     let spinner = output::spinner("observing");
     let set = resources::desired_set(&cx.desired, &cx.cluster);
@@ -80,11 +101,31 @@ pub async fn run(g: &GlobalArgs, a: &InitArgs, hooks: &Hooks) -> Result<Report> 
     .await;
     bar.finish_and_clear();
     result.map_err(|e| e.resumable("init"))?;
+    if let Ok(api) = cx.api() {
+        wait_until_ready(&cx, api).await?;
+    }
     let emitted = match &a.emit {
         Some(dir) => Some(emit(&cx, dir, &extra)?),
         None => None,
     };
     Ok(report(&cx, &changes, false, emitted))
+}
+
+/// Wait until the controller runs and the default EC2NodeClass is Ready, or say which
+/// condition is failing: an install is done when Karpenter can launch nodes, not when helm returns.
+async fn wait_until_ready(cx: &Cx, api: &ClusterApi) -> Result<()> {
+    let bar = output::spinner("waiting for Karpenter");
+    let progress = |msg: &str| bar.set_message(msg.to_string());
+    let ns = &cx.desired.target.namespace;
+    let mut result = api.kube.wait_deployment_available(ns, CONTROLLER, Wait::INSTALL, &progress).await;
+    if result.is_ok() && cx.desired.target.default_nodepool {
+        result = api
+            .kube
+            .wait_ready("karpenter.k8s.aws/v1", "EC2NodeClass", None, "default", Wait::INSTALL, &progress)
+            .await;
+    }
+    bar.finish_and_clear();
+    result
 }
 
 /// Ask before the first write; without a terminal, refuse (a CI job must say `--yes`).
@@ -98,11 +139,7 @@ async fn confirm(cx: &Cx, changes: &[Change], pending: usize, interactive: bool)
     }
     eprint!("{}", plan_text(cx, changes, true));
     let prompt = format!("Apply {pending} changes in account {} ({})?", cx.cluster.caller.account, cx.cluster.region);
-    let answer =
-        tokio::task::spawn_blocking(move || dialoguer::Confirm::new().with_prompt(prompt).default(false).interact())
-            .await
-            .map_err(|e| Error::new(ErrorKind::Refused, "the confirmation prompt failed").with_cause(e.to_string()))?
-            .map_err(|e| Error::new(ErrorKind::Refused, "the confirmation prompt failed").with_cause(e.to_string()))?;
+    let answer = output::ask(move || dialoguer::Confirm::new().with_prompt(prompt).default(false).interact()).await?;
     if answer {
         Ok(())
     } else {
@@ -164,22 +201,19 @@ fn plan_text(cx: &Cx, changes: &[Change], dry_run: bool) -> String {
 
 fn report(cx: &Cx, changes: &[Change], dry_run: bool, emitted: Option<Vec<PathBuf>>) -> Report {
     let mut text = plan_text(cx, changes, dry_run);
-    let cluster_side = match &emitted {
-        Some(files) => {
+    let cluster_side = match (&emitted, dry_run) {
+        (Some(files), _) => {
             let _ = writeln!(
                 text,
-                "Cluster side: not done by karpctl yet. Run {} to install the charts and the default NodePool.",
+                "Cluster side: written for you to apply. Run {} to install the charts and the default NodePool.",
                 files.iter().find(|f| f.ends_with("install.sh")).map(|f| f.display().to_string()).unwrap_or_default()
             );
             json!({"status": "emitted", "files": files})
         }
-        None if dry_run => json!({"status": "not-planned"}),
-        None => {
-            let _ = writeln!(
-                text,
-                "Cluster side: not done by karpctl yet. Run init again with --emit DIR to get the helm values, the helm commands and the manifests."
-            );
-            json!({"status": "not-done"})
+        (None, true) => json!({"status": "planned"}),
+        (None, false) => {
+            let _ = writeln!(text, "Karpenter is running and the default EC2NodeClass is Ready.");
+            json!({"status": "ready"})
         }
     };
     let mut r = Report::raw("init", text);

@@ -14,10 +14,15 @@ use crate::cluster::{self, ClusterInfo};
 use crate::context::Hooks;
 use crate::desired::{Desired, DISCOVERY_MARKER_TAG, DISCOVERY_TAG};
 use crate::error::{Error, ErrorKind, Result};
+use crate::helm::ExtraValues;
+use crate::kube::Wait;
 use crate::output::{self, Report};
 use crate::plan::{self, Action, Change, Planned};
 use crate::render::Documents;
-use crate::resources::{self, discovery_tags::DiscoveryTags, oidc_provider, orphans, Cx, Resource};
+use crate::resources::manifest::Manifest;
+use crate::resources::{
+    self, discovery_tags::DiscoveryTags, helm_release, oidc_provider, orphans, ClusterSide, Cx, Resource,
+};
 use crate::settings::{self, InstallOptions};
 
 /// Run `teardown`.
@@ -43,28 +48,59 @@ pub async fn run(g: &GlobalArgs, a: &TeardownArgs, hooks: &Hooks) -> Result<Repo
     target.auth = crate::desired::AuthMode::PodIdentity;
     let desired = Desired::new(target)?;
     let docs = Documents::render(&desired)?;
-    let cx = Cx { aws, desired, docs, cluster: info };
+    let cluster_side = if !info.exists() {
+        ClusterSide::Off("the cluster is gone".into())
+    } else {
+        match super::connect_cluster(&a.cluster, &info, &aws, ExtraValues::default(), false, &[]).await {
+            Ok(side) => side,
+            Err(e) => {
+                output::warn(&format!(
+                    "cannot reach the cluster API ({e}): NodePools and helm releases are left alone; Karpenter's instances are swept from AWS instead"
+                ));
+                ClusterSide::Off("the cluster API is unreachable".into())
+            }
+        }
+    };
+    let cx = Cx { aws, desired, docs, cluster: info, cluster_side };
 
     let spinner = output::spinner("looking for what karpctl and Karpenter made");
     let found = find_set(&cx).await;
     spinner.finish_and_clear();
-    let (set, leftovers) = found?;
+    let (mut set, leftovers) = found?;
+    if a.all_nodepools {
+        if let Ok(api) = cx.api() {
+            for np in api.kube.list("karpenter.sh/v1", "NodePool", None, None).await? {
+                let name = np.metadata.name.unwrap_or_default();
+                if name != "default" && !name.is_empty() {
+                    set.push(Box::new(Manifest::any_node_pool(&name)));
+                }
+            }
+        }
+    }
     let is_iam: Vec<bool> = set.iter().map(|r| r.is_iam()).collect();
     let ids: Vec<String> = set.iter().map(|r| r.id()).collect();
     let deps: Vec<Vec<String>> = set.iter().map(|r| r.depends_on()).collect();
     let levels = plan::levels(&ids, &deps);
     let observed = plan::observe_all(&cx, set, false).await?;
-    let mut aws_side: Vec<Planned> = observed
+    let mut main: Vec<Planned> = observed
         .into_iter()
         .zip(levels)
         .zip(is_iam)
         .map(|(((resource, seen), level), iam)| {
-            let change = plan::plan_delete(resource.id(), &seen, a.keep_iam && iam);
+            let id = resource.id();
+            let mut change = plan::plan_delete(id.clone(), &seen, a.keep_iam && iam);
+            if let (true, Err(reason)) = (resource.is_cluster_side(), cx.api()) {
+                change = Change { resource: id, action: Action::Skip, detail: reason };
+            } else if a.keep_crds && id == helm_release::id(&cx.desired.target.namespace, helm_release::CRDS) {
+                change = Change { resource: id, action: Action::Skip, detail: "--keep-crds".into() };
+            }
             Planned { resource, seen, change, level }
         })
         .collect();
-    // Shown in the order of removal: what depends on others first.
-    aws_side.sort_by_key(|p| std::cmp::Reverse(p.level));
+    // Shown in the order of removal: NodePools first, while the controller still runs to drain
+    // its nodes, then the EC2NodeClasses, the releases, then the AWS side, each in reverse
+    // dependency order.
+    main.sort_by_key(|p| (phase(&p.change.resource), std::cmp::Reverse(p.level)));
     let mut sweep = Vec::new();
     for orphan in leftovers {
         let seen = orphan.observe(&cx).await?;
@@ -74,7 +110,7 @@ pub async fn run(g: &GlobalArgs, a: &TeardownArgs, hooks: &Hooks) -> Result<Repo
         sweep.push(Planned { resource: Box::new(orphan), seen, change, level });
     }
     sweep.sort_by_key(|p| std::cmp::Reverse(p.level));
-    let changes: Vec<Change> = aws_side.iter().chain(&sweep).map(|p| p.change.clone()).collect();
+    let changes: Vec<Change> = main.iter().chain(&sweep).map(|p| p.change.clone()).collect();
     let pending = changes.iter().filter(|c| c.action.is_change()).count();
     if a.dry_run || pending == 0 {
         return Ok(report(&cx, &changes, a.dry_run));
@@ -85,13 +121,44 @@ pub async fn run(g: &GlobalArgs, a: &TeardownArgs, hooks: &Hooks) -> Result<Repo
     let bar = output::spinner(&format!("removing {pending} resources"));
     let on_done = |c: &Change| output::progress(&bar, &format!("deleted {}", c.resource));
     let result = async {
-        plan::delete(&cx, &aws_side, &on_done).await?;
+        for n in 0..PHASES {
+            let batch: Vec<&Planned> = main.iter().filter(|p| phase(&p.change.resource) == n).collect();
+            plan::delete_refs(&cx, &batch, &on_done).await?;
+            if n == 0 && batch.iter().any(|p| p.change.action == Action::Delete) {
+                drain(&cx, &bar, a.all_nodepools).await?;
+            }
+        }
         plan::delete(&cx, &sweep, &on_done).await
     }
     .await;
     bar.finish_and_clear();
     result.map_err(|e| e.resumable("teardown"))?;
     Ok(report(&cx, &changes, false))
+}
+
+/// How many phases [`phase`] knows.
+const PHASES: usize = 4;
+
+/// The removal phase of a resource: NodePools, EC2NodeClasses, helm releases, the rest.
+fn phase(id: &str) -> usize {
+    if id.starts_with("nodepool/") {
+        0
+    } else if id.starts_with("ec2nodeclass/") {
+        1
+    } else if id.starts_with("helm-release/") {
+        2
+    } else {
+        3
+    }
+}
+
+/// Wait until the deleted NodePools' NodeClaims are gone: Karpenter drains and terminates its
+/// own instances only while the controller runs.
+async fn drain(cx: &Cx, bar: &indicatif::ProgressBar, all: bool) -> Result<()> {
+    let Ok(api) = cx.api() else { return Ok(()) };
+    let selector = if all { None } else { Some("karpenter.sh/nodepool=default") };
+    let progress = |msg: &str| bar.set_message(msg.to_string());
+    api.kube.wait_gone("karpenter.sh/v1", "NodeClaim", None, selector, Wait::DRAIN, &progress).await
 }
 
 /// The resources to consider: the desired set (for the names karpctl uses), plus what only
@@ -160,11 +227,7 @@ async fn confirm(cx: &Cx, changes: &[Change], pending: usize, interactive: bool)
     eprint!("{}", text(cx, changes, true));
     let name = cx.cluster.name.clone();
     let prompt = format!("Type the cluster name ({name}) to delete these {pending} resources");
-    let typed =
-        tokio::task::spawn_blocking(move || dialoguer::Input::<String>::new().with_prompt(prompt).interact_text())
-            .await
-            .map_err(|e| Error::new(ErrorKind::Refused, "the confirmation prompt failed").with_cause(e.to_string()))?
-            .map_err(|e| Error::new(ErrorKind::Refused, "the confirmation prompt failed").with_cause(e.to_string()))?;
+    let typed = output::ask(move || dialoguer::Input::<String>::new().with_prompt(prompt).interact_text()).await?;
     if typed.trim() == cx.cluster.name {
         Ok(())
     } else {

@@ -13,17 +13,4 @@ pub mod token;
 pub use client::{Access, Kube, Wait, FIELD_MANAGER};
 pub use token::{EksTokenSource, TokenSource};
 
-/// An error's chain of sources on one line: kube-rs and the SDK nest the useful part (the OS
-/// error, the TLS failure) several levels deep.
-pub(crate) fn source_chain(err: &dyn std::error::Error) -> String {
-    let mut parts = vec![err.to_string()];
-    let mut cur = err.source();
-    while let Some(e) = cur {
-        let s = e.to_string();
-        if !parts.iter().any(|p| p.contains(&s)) {
-            parts.push(s);
-        }
-        cur = e.source();
-    }
-    parts.join(": ")
-}
+pub(crate) use crate::error::source_chain;

@@ -62,9 +62,8 @@ impl Resource for AccessEntry {
     }
 
     fn not_wanted(&self, cx: &Cx) -> Option<String> {
-        (!cx.cluster.auth_mode.has_api()).then(|| {
-            "the cluster authenticates with the aws-auth ConfigMap only; that mapping is made on the cluster side, which is not done yet (see the emitted files)".to_string()
-        })
+        (!cx.cluster.auth_mode.has_api())
+            .then(|| "the cluster authenticates with the aws-auth ConfigMap only (see aws-auth/...)".to_string())
     }
 
     async fn observe(&self, cx: &Cx) -> Result<Observed> {
@@ -92,7 +91,7 @@ impl Resource for AccessEntry {
         } else {
             Vec::new()
         };
-        let owned = entry.tags().is_some_and(|t| cx.desired.is_owned(t.iter().map(|(k, v)| (k.as_str(), v.as_str()))));
+        let owned = cx.desired.owns_map(entry.tags());
         let arn = entry.access_entry_arn().unwrap_or_default().to_string();
         Ok(Observed::present(owned, drift, Facts { wrong_type, arn }))
     }

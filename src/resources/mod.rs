@@ -3,10 +3,13 @@
 //! and `teardown`) are walks over the same ordered set built by [`desired_set`].
 
 pub mod access_entry;
+pub mod aws_auth;
 pub mod discovery_tags;
 pub mod event_rule;
+pub mod helm_release;
 pub mod instance_profile;
 pub mod managed_policy;
+pub mod manifest;
 pub mod oidc_provider;
 pub mod orphans;
 pub mod pod_identity;
@@ -17,6 +20,7 @@ pub mod spot_role;
 
 use std::any::Any;
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +31,8 @@ use crate::aws::Aws;
 use crate::cluster::ClusterInfo;
 use crate::desired::Desired;
 use crate::error::{Error, ErrorKind, Result};
+use crate::helm::ExtraValues;
+use crate::kube::Kube;
 use crate::render::Documents;
 
 /// Everything a resource needs to observe and apply itself.
@@ -40,6 +46,38 @@ pub struct Cx {
     pub docs: Documents,
     /// The discovered cluster.
     pub cluster: ClusterInfo,
+    /// How to reach the cluster itself, or why the cluster side is left out.
+    pub cluster_side: ClusterSide,
+}
+
+/// The cluster API and helm, for the cluster-side resources.
+#[derive(Debug)]
+pub struct ClusterApi {
+    /// The Kubernetes API client.
+    pub kube: Kube,
+    /// helm, when found (doctor works without it, with fewer checks).
+    pub helm: Option<PathBuf>,
+    /// The user's extra helm values.
+    pub extra: ExtraValues,
+}
+
+/// Whether this run touches the cluster side.
+#[derive(Debug)]
+pub enum ClusterSide {
+    /// It does, through this API.
+    Api(Box<ClusterApi>),
+    /// It does not, for this reason (`--emit`, `--only aws`, the cluster is gone, ...).
+    Off(String),
+}
+
+impl Cx {
+    /// The cluster API, or why there is none (the reason cluster-side resources report).
+    pub fn api(&self) -> Result<&ClusterApi, String> {
+        match &self.cluster_side {
+            ClusterSide::Api(api) => Ok(api),
+            ClusterSide::Off(reason) => Err(reason.clone()),
+        }
+    }
 }
 
 /// Whether a resource exists and whose it is.
@@ -150,6 +188,10 @@ pub trait Resource: Send + Sync {
     fn is_iam(&self) -> bool {
         false
     }
+    /// Whether it lives in the cluster (reached through its API and helm, not AWS).
+    fn is_cluster_side(&self) -> bool {
+        false
+    }
 }
 
 /// The ordered desired set for a cluster: every resource `init` considers, in apply order.
@@ -175,6 +217,12 @@ pub fn desired_set(d: &Desired, cluster: &ClusterInfo) -> Vec<Box<dyn Resource>>
     for (i, name) in d.names.rules.iter().enumerate() {
         set.push(Box::new(event_rule::EventRule::new(d, i, &name.name)));
     }
+    // The cluster side, after the AWS side it needs (roles, identity, queue).
+    set.push(Box::new(aws_auth::AwsAuthMapping::new(d)));
+    set.push(Box::new(helm_release::HelmRelease::crds(d)));
+    set.push(Box::new(helm_release::HelmRelease::controller(d)));
+    set.push(Box::new(manifest::Manifest::node_class(d)));
+    set.push(Box::new(manifest::Manifest::node_pool(d)));
     set
 }
 

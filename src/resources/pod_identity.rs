@@ -82,7 +82,7 @@ impl Resource for PodIdentityAssociation {
         } else {
             Vec::new()
         };
-        let owned = a.tags().is_some_and(|t| cx.desired.is_owned(t.iter().map(|(k, v)| (k.as_str(), v.as_str()))));
+        let owned = cx.desired.owns_map(a.tags());
         let facts =
             Facts { id: id.to_string(), arn: a.association_arn().unwrap_or_default().to_string(), role_differs };
         Ok(Observed::present(owned, drift, facts))

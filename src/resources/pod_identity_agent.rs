@@ -39,10 +39,7 @@ impl Resource for PodIdentityAgent {
             .await
             .map_err(|e| Error::aws(format!("failed to read the {AGENT_ADDON} add-on"), "eks:DescribeAddon", e));
         let Some(got) = got.found()? else { return Ok(Observed::absent()) };
-        let owned = got
-            .addon()
-            .and_then(|a| a.tags())
-            .is_some_and(|t| cx.desired.is_owned(t.iter().map(|(k, v)| (k.as_str(), v.as_str()))));
+        let owned = cx.desired.owns_map(got.addon().and_then(|a| a.tags()));
         let mut seen = Observed::present(owned, Vec::new(), ());
         if !owned {
             // Installed by the cluster's creator: exactly what is needed, and not karpctl's.

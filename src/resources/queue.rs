@@ -89,7 +89,7 @@ impl Resource for Queue {
                 fix.push((name, want));
             }
         }
-        let owned = tags.tags().is_some_and(|t| cx.desired.is_owned(t.iter().map(|(k, v)| (k.as_str(), v.as_str()))));
+        let owned = cx.desired.owns_map(tags.tags());
         Ok(Observed::present(owned, drift, Facts { url, fix }))
     }
 

@@ -60,6 +60,7 @@ struct State {
     later: Vec<(String, usize, Later)>,
     reads: HashMap<String, usize>,
     edits: Vec<(String, Value)>,
+    auto_status: Vec<(String, Value)>,
 }
 
 /// The running stand-in; stops when dropped.
@@ -188,6 +189,12 @@ impl ApiServer {
     /// After the object at `path` has been read `after` times, apply `what` to it.
     pub fn later(&self, path: &str, after: usize, what: Later) {
         self.state.lock().unwrap().later.push((path.to_string(), after, what));
+    }
+
+    /// Give every object of `plural` created by server-side apply this status, as its controller
+    /// would (a running Karpenter marking its EC2NodeClass Ready).
+    pub fn auto_status(&self, plural: &str, status: Value) {
+        self.state.lock().unwrap().auto_status.push((plural.to_string(), status));
     }
 
     /// Make SelfSubjectAccessReviews for this permission answer "denied".
@@ -443,6 +450,14 @@ fn handle(st: &mut State, req: &Request) -> (u16, Value) {
             }
             st.next_rv += 1;
             let rv = st.next_rv.to_string();
+            // Server-side apply records who manages the object; karpctl judges ownership by it.
+            let manager = req.param("fieldManager").unwrap_or("unknown").to_string();
+            body["metadata"]["managedFields"] = json!([{"manager": manager, "operation": "Apply"}]);
+            let auto = st
+                .auto_status
+                .iter()
+                .find(|(plural, _)| collection.ends_with(&format!("/{plural}")))
+                .map(|(_, s)| s.clone());
             match st.objects.get_mut(&key) {
                 Some(obj) => {
                     let before = obj.get("spec").cloned();
@@ -457,6 +472,9 @@ fn handle(st: &mut State, req: &Request) -> (u16, Value) {
                 None => {
                     body["metadata"]["resourceVersion"] = json!(rv);
                     body["metadata"]["generation"] = json!(1);
+                    if let Some(status) = auto {
+                        body["status"] = status;
+                    }
                     st.objects.insert(key, body.clone());
                     (201, body)
                 }

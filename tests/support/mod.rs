@@ -3,6 +3,9 @@
 //! EKS cluster, and a recorder of the AWS requests karpctl sends.
 #![allow(dead_code)]
 
+#[path = "apiserver.rs"]
+pub mod apiserver;
+pub mod cluster;
 pub mod faults;
 pub mod install;
 pub mod proxy;
@@ -178,6 +181,8 @@ impl Recorder {
 pub struct Env {
     pub account: String,
     pub recorder: Recorder,
+    /// The cluster side (stand-in API server and fake helm) every init/doctor/teardown uses.
+    pub cluster: cluster::FakeCluster,
     /// Clients for the test's own setup and assertions (not recorded).
     pub aws: Aws,
 }
@@ -199,7 +204,8 @@ impl Env {
         let recorder = Recorder { account: account.clone(), calls: Arc::default(), fail_after_writes: Arc::default() };
         let setup = Recorder { account: account.clone(), calls: Arc::default(), fail_after_writes: Arc::default() };
         let aws = Aws::connect(&options(&url), &[SharedInterceptor::new(setup)]).await.expect("test AWS clients");
-        Env { account, recorder, aws }
+        let cluster = cluster::FakeCluster::start().await;
+        Env { account, recorder, aws, cluster }
     }
 
     /// Hooks for `karpctl::run` that send karpctl's calls to this account and record them.
@@ -231,6 +237,13 @@ impl Env {
         let url = emulator().url.clone();
         let mut all = vec!["karpctl", "--endpoint-url", url.as_str(), "--region", REGION];
         all.extend_from_slice(args);
+        // The commands that reach the cluster reach this test's stand-in (unless --emit'd).
+        let cluster_args = self.cluster.args();
+        if matches!(args.first(), Some(&"init") | Some(&"doctor") | Some(&"teardown"))
+            && !args.iter().any(|a| *a == "--emit" || *a == "--kubeconfig")
+        {
+            all.extend(cluster_args.iter().map(String::as_str));
+        }
         karpctl::cli::Cli::try_parse_from(all).expect("valid test command line")
     }
 

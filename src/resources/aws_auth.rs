@@ -1,0 +1,88 @@
+//! The node role's entry in the `aws-auth` ConfigMap, on clusters that authenticate only through
+//! it (`CONFIG_MAP`): without it, instances launch and never become nodes.
+
+use async_trait::async_trait;
+
+use super::{Cx, Drift, Observed, Presence, Resource};
+use crate::desired::Desired;
+use crate::error::{Error, ErrorKind, Result};
+use crate::kube::aws_auth::{self, AwsAuthChange, NodeRoleMapping};
+
+/// The mapping.
+#[derive(Debug, Clone)]
+pub struct AwsAuthMapping {
+    role_arn: String,
+    role_id: String,
+}
+
+impl AwsAuthMapping {
+    /// The node role's mapping.
+    pub fn new(d: &Desired) -> Self {
+        AwsAuthMapping { role_arn: d.node_role_arn(), role_id: format!("iam-role/{}", d.names.node_role.name) }
+    }
+}
+
+fn foreign_hint(arn: &str) -> String {
+    format!(
+        "the role is mapped with another username or groups; edit mapRoles (kubectl -n kube-system edit configmap aws-auth) \
+         so {arn} has username system:node:{{{{EC2PrivateDNSName}}}} and groups system:bootstrappers, system:nodes"
+    )
+}
+
+#[async_trait]
+impl Resource for AwsAuthMapping {
+    fn id(&self) -> String {
+        format!("aws-auth/{}", self.role_arn)
+    }
+
+    fn depends_on(&self) -> Vec<String> {
+        vec![self.role_id.clone()]
+    }
+
+    fn is_cluster_side(&self) -> bool {
+        true
+    }
+
+    fn not_wanted(&self, cx: &Cx) -> Option<String> {
+        if cx.cluster.auth_mode.has_api() {
+            return Some("the cluster uses EKS access entries (see access-entry/...)".into());
+        }
+        cx.api().err()
+    }
+
+    async fn observe(&self, cx: &Cx) -> Result<Observed> {
+        let Ok(api) = cx.api() else { return Ok(Observed::absent()) };
+        Ok(match aws_auth::observe_node_role(&api.kube, &self.role_arn).await? {
+            NodeRoleMapping::NoConfigMap | NodeRoleMapping::Missing => Observed::absent(),
+            // The entry names karpctl's own node role: it is karpctl's to keep and to remove.
+            NodeRoleMapping::Present => Observed::present(true, Vec::new(), ()),
+            NodeRoleMapping::Foreign(entries) => {
+                let mut o = Observed::present(
+                    false,
+                    vec![Drift::new(format!("{} other mapping(s) of the node role", entries.len()))
+                        .with_hint(foreign_hint(&self.role_arn))],
+                    (),
+                );
+                o.presence = Presence::Foreign;
+                o
+            }
+        })
+    }
+
+    async fn apply(&self, cx: &Cx, _seen: &Observed) -> Result<()> {
+        let api = cx.api().map_err(|r| Error::new(ErrorKind::ClusterState, r))?;
+        match aws_auth::ensure_node_role(&api.kube, &self.role_arn).await? {
+            AwsAuthChange::Foreign(_) => Err(Error::new(
+                ErrorKind::Foreign,
+                format!("the aws-auth ConfigMap maps {} differently; nothing was changed", self.role_arn),
+            )
+            .with_hint(foreign_hint(&self.role_arn))),
+            _ => Ok(()),
+        }
+    }
+
+    async fn delete(&self, cx: &Cx, _seen: &Observed) -> Result<()> {
+        let api = cx.api().map_err(|r| Error::new(ErrorKind::ClusterState, r))?;
+        aws_auth::remove_node_role(&api.kube, &self.role_arn).await.map(|_| ())
+    }
+}

@@ -1,0 +1,159 @@
+//! The two helm releases: `karpenter-crd` (CRDs first: `helm upgrade` never updates a chart's
+//! `crds/`) and `karpenter` (the controller). Observed with `helm list` / `helm get values`,
+//! installed with the same commands `init --emit` writes. helm releases carry no tags: karpctl
+//! marks its own through the `additionalAnnotations` value.
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use super::{Cx, Drift, Observed, Presence, Resource};
+use crate::desired::{Desired, SERVICE_ACCOUNT, TAG_MANAGED_BY, TAG_MANAGED_BY_VALUE};
+use crate::error::{Error, ErrorKind, Result};
+use crate::helm::{self, Step};
+use crate::output;
+
+/// The controller release's name.
+pub const CONTROLLER: &str = "karpenter";
+/// The CRD release's name.
+pub const CRDS: &str = "karpenter-crd";
+
+/// One release.
+#[derive(Debug, Clone)]
+pub struct HelmRelease {
+    name: &'static str,
+    namespace: String,
+    depends: Vec<String>,
+}
+
+#[derive(Debug)]
+struct Facts {
+    /// The chart version installed.
+    version: String,
+}
+
+/// The id of a release.
+pub fn id(namespace: &str, name: &str) -> String {
+    format!("helm-release/{namespace}/{name}")
+}
+
+impl HelmRelease {
+    /// The CRD chart.
+    pub fn crds(d: &Desired) -> Self {
+        HelmRelease { name: CRDS, namespace: d.target.namespace.clone(), depends: Vec::new() }
+    }
+
+    /// The controller chart, after its CRDs and the identity and queue it starts with.
+    pub fn controller(d: &Desired) -> Self {
+        let ns = &d.target.namespace;
+        let depends = vec![
+            id(ns, CRDS),
+            format!("iam-role/{}", d.names.controller_role.name),
+            format!("pod-identity-association/{ns}/{SERVICE_ACCOUNT}"),
+            format!("sqs-queue/{}", d.names.queue.name),
+        ];
+        HelmRelease { name: CONTROLLER, namespace: ns.clone(), depends }
+    }
+
+    async fn run(&self, cx: &Cx, steps: impl FnOnce(&std::path::Path) -> Vec<Step>) -> Result<()> {
+        let api = cx.api().map_err(|r| Error::new(ErrorKind::ClusterState, r))?;
+        let helm = api.helm.as_deref().ok_or_else(|| {
+            Error::new(ErrorKind::NotFound, "helm is needed for the cluster side")
+                .with_hint("install helm 3.8+ or pass --helm PATH")
+        })?;
+        let bar = output::spinner(&format!("helm: {}", self.name));
+        let progress =
+            |s: &Step| output::progress(&bar, &format!("running {}", s.argv[..s.argv.len().min(4)].join(" ")));
+        let r = helm::run_steps(helm, steps, &api.kube, &cx.docs.helm_values_yaml, &progress).await;
+        bar.finish_and_clear();
+        r.map(|_| ())
+    }
+}
+
+#[async_trait]
+impl Resource for HelmRelease {
+    fn id(&self) -> String {
+        id(&self.namespace, self.name)
+    }
+
+    fn depends_on(&self) -> Vec<String> {
+        self.depends.clone()
+    }
+
+    fn is_cluster_side(&self) -> bool {
+        true
+    }
+
+    fn not_wanted(&self, cx: &Cx) -> Option<String> {
+        match cx.api() {
+            Err(reason) => Some(reason),
+            Ok(api) if api.helm.is_none() => Some("helm not found (pass --helm PATH)".into()),
+            Ok(_) => None,
+        }
+    }
+
+    async fn observe(&self, cx: &Cx) -> Result<Observed> {
+        let Ok(api) = cx.api() else { return Ok(Observed::absent()) };
+        let Some(helm) = api.helm.as_deref() else { return Ok(Observed::absent()) };
+        let env = crate::helm::EnvSource::helm_env(&api.kube).await?;
+        let filter = format!("^{}$", self.name);
+        let list =
+            helm::query(helm, &["list", "--namespace", &self.namespace, "--filter", &filter, "-o", "json"], &env)
+                .await?;
+        let releases: Vec<Value> = serde_json::from_str(&list).map_err(|e| {
+            Error::new(ErrorKind::ClusterState, "helm list printed something other than JSON").with_cause(e.to_string())
+        })?;
+        let Some(release) = releases.iter().find(|r| r["name"] == self.name) else { return Ok(Observed::absent()) };
+        let chart = release["chart"].as_str().unwrap_or_default();
+        let version = chart.strip_prefix(&format!("{}-", self.name)).unwrap_or(chart).to_string();
+        let status = release["status"].as_str().unwrap_or("unknown");
+        let values_text =
+            helm::query(helm, &["get", "values", self.name, "--namespace", &self.namespace, "-o", "json"], &env)
+                .await?;
+        let values: Value = serde_json::from_str(&values_text).unwrap_or(Value::Null);
+        let owned = values["additionalAnnotations"][TAG_MANAGED_BY] == TAG_MANAGED_BY_VALUE;
+        let want = &cx.desired.target.karpenter_version;
+        let mut drift = Vec::new();
+        if &version != want {
+            drift.push(Drift::new(format!("chart {version}, not {want}")));
+        }
+        if status != "deployed" {
+            drift.push(Drift::new(format!("release status is {status}")).with_hint(format!(
+                "see `helm -n {} history {}`; karpctl init upgrades it again",
+                self.namespace, self.name
+            )));
+        }
+        if self.name == CONTROLLER && values != helm::effective_values(&cx.docs.helm_values_yaml, &api.extra)? {
+            drift.push(Drift::new("values differ"));
+        }
+        let mut seen = Observed::present(owned, drift, Facts { version });
+        if !owned {
+            seen.presence = Presence::Foreign;
+        }
+        Ok(seen)
+    }
+
+    async fn apply(&self, cx: &Cx, _seen: &Observed) -> Result<()> {
+        let api = cx.api().map_err(|r| Error::new(ErrorKind::ClusterState, r))?;
+        let (d, extra, name) = (&cx.desired, &api.extra, self.name);
+        self.run(cx, |values| {
+            helm::install_steps(d, values, extra, &[])
+                .into_iter()
+                // The registry logout belongs to the first chart pulled.
+                .filter(|s| helm::step_release(s).map_or(name == CRDS && s.may_fail, |r| r == name))
+                .collect()
+        })
+        .await
+    }
+
+    async fn delete(&self, cx: &Cx, _seen: &Observed) -> Result<()> {
+        let (name, ns) = (self.name, self.namespace.clone());
+        self.run(cx, move |_| vec![helm::uninstall_step(name, &ns)]).await
+    }
+}
+
+impl HelmRelease {
+    /// The installed chart version, for doctor.
+    pub fn installed_version(seen: &Observed) -> Option<&str> {
+        seen.facts::<Facts>().map(|f| f.version.as_str())
+    }
+}

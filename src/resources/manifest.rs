@@ -1,0 +1,149 @@
+//! The default EC2NodeClass and NodePool, server-side applied with field manager `karpctl`.
+//! karpctl owns them when it manages their fields (their managedFields name `karpctl`).
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use super::helm_release::{self, CRDS};
+use super::{Cx, Drift, Observed, Resource};
+use crate::desired::Desired;
+use crate::error::{Error, ErrorKind, Result};
+use crate::kube::FIELD_MANAGER;
+use crate::render::yaml_to_json;
+
+/// One manifest.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    api_version: &'static str,
+    kind: &'static str,
+    name: String,
+    depends: Vec<String>,
+    nodepool: bool,
+    /// Removed whoever made it (`teardown --all-nodepools`); never applied.
+    any_owner: bool,
+}
+
+impl Manifest {
+    /// The default EC2NodeClass.
+    pub fn node_class(d: &Desired) -> Self {
+        Manifest {
+            api_version: "karpenter.k8s.aws/v1",
+            kind: "EC2NodeClass",
+            name: "default".into(),
+            depends: vec![helm_release::id(&d.target.namespace, CRDS), format!("iam-role/{}", d.names.node_role.name)],
+            nodepool: false,
+            any_owner: false,
+        }
+    }
+
+    /// The default NodePool, after the class it references.
+    pub fn node_pool(d: &Desired) -> Self {
+        Manifest {
+            api_version: "karpenter.sh/v1",
+            kind: "NodePool",
+            name: "default".into(),
+            depends: vec![helm_release::id(&d.target.namespace, CRDS), "ec2nodeclass/default".into()],
+            nodepool: true,
+            any_owner: false,
+        }
+    }
+
+    /// Any other NodePool, for `teardown --all-nodepools`: the user asked for all of them.
+    pub fn any_node_pool(name: &str) -> Self {
+        Manifest {
+            api_version: "karpenter.sh/v1",
+            kind: "NodePool",
+            name: name.to_string(),
+            depends: Vec::new(),
+            nodepool: true,
+            any_owner: true,
+        }
+    }
+
+    fn desired(&self, cx: &Cx) -> Result<Value> {
+        let text = if self.nodepool { &cx.docs.node_pool_yaml } else { &cx.docs.node_class_yaml };
+        yaml_to_json(self.kind, text)
+    }
+}
+
+/// Whether every field of `want` is in `have` with the same value (what server-side apply
+/// guarantees for the fields karpctl manages; the API server may add defaults around them).
+pub fn contains(have: &Value, want: &Value) -> bool {
+    match (have, want) {
+        (Value::Object(h), Value::Object(w)) => w.iter().all(|(k, v)| h.get(k).is_some_and(|hv| contains(hv, v))),
+        (Value::Array(h), Value::Array(w)) => h.len() == w.len() && h.iter().zip(w).all(|(a, b)| contains(a, b)),
+        (Value::Number(h), Value::String(w)) | (Value::String(w), Value::Number(h)) => h.to_string() == *w,
+        (h, w) => h == w,
+    }
+}
+
+#[async_trait]
+impl Resource for Manifest {
+    fn id(&self) -> String {
+        format!("{}/{}", self.kind.to_ascii_lowercase(), self.name)
+    }
+
+    fn depends_on(&self) -> Vec<String> {
+        self.depends.clone()
+    }
+
+    fn is_cluster_side(&self) -> bool {
+        true
+    }
+
+    fn not_wanted(&self, cx: &Cx) -> Option<String> {
+        if !cx.desired.target.default_nodepool {
+            return Some("--no-default-nodepool".into());
+        }
+        cx.api().err()
+    }
+
+    async fn observe(&self, cx: &Cx) -> Result<Observed> {
+        let Ok(api) = cx.api() else { return Ok(Observed::absent()) };
+        let Some(obj) = api.kube.get(self.api_version, self.kind, None, &self.name).await? else {
+            return Ok(Observed::absent());
+        };
+        let obj = serde_json::to_value(&obj).map_err(|e| {
+            Error::new(ErrorKind::ClusterState, format!("cannot read {} {}", self.kind, self.name))
+                .with_cause(e.to_string())
+        })?;
+        let owned = self.any_owner
+            || obj["metadata"]["managedFields"]
+                .as_array()
+                .is_some_and(|m| m.iter().any(|f| f["manager"] == FIELD_MANAGER));
+        if self.any_owner {
+            return Ok(Observed::present(true, Vec::new(), ()));
+        }
+        let drift = if contains(&obj["spec"], &self.desired(cx)?["spec"]) {
+            Vec::new()
+        } else {
+            vec![Drift::new("spec differs")]
+        };
+        Ok(Observed::present(owned, drift, ()))
+    }
+
+    async fn apply(&self, cx: &Cx, _seen: &Observed) -> Result<()> {
+        let api = cx.api().map_err(|r| Error::new(ErrorKind::ClusterState, r))?;
+        api.kube.apply(&self.desired(cx)?).await.map(|_| ())
+    }
+
+    async fn delete(&self, cx: &Cx, _seen: &Observed) -> Result<()> {
+        let api = cx.api().map_err(|r| Error::new(ErrorKind::ClusterState, r))?;
+        api.kube.delete(self.api_version, self.kind, None, &self.name).await.map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn containment_allows_server_defaults() {
+        let want = json!({"a": {"b": [1, {"c": "2"}]}, "limits": {"cpu": 1000}});
+        let have = json!({"a": {"b": [1, {"c": "2", "d": 3}], "e": 1}, "limits": {"cpu": "1000"}, "x": true});
+        assert!(contains(&have, &want));
+        assert!(!contains(&json!({"a": {"b": [1]}}), &want));
+        assert!(!contains(&json!({"a": {"b": [1, {"c": "3"}]}, "limits": {"cpu": 1000}}), &want));
+    }
+}
