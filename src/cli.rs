@@ -163,6 +163,29 @@ pub struct InitArgs {
     /// Extra helm values file (repeatable), layered over karpctl's.
     #[arg(long = "values", value_name = "FILE")]
     pub values: Vec<PathBuf>,
+    /// How long to wait for the controller and the default EC2NodeClass to become Ready
+    /// (e.g. 300s, 10m, 1500ms; a bare number is seconds).
+    #[arg(long, value_name = "DURATION", default_value = "300s", value_parser = parse_duration)]
+    pub wait_timeout: std::time::Duration,
+}
+
+/// `300s`, `10m`, `1h`, `1500ms`, or a bare number of seconds.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a duration like 300s, 10m or 1500ms"))?;
+    let ms = match unit {
+        "ms" => n,
+        "" | "s" => n.saturating_mul(1000),
+        "m" => n.saturating_mul(60_000),
+        "h" => n.saturating_mul(3_600_000),
+        _ => return Err(format!("{s:?} is not a duration like 300s, 10m or 1500ms")),
+    };
+    if ms == 0 {
+        return Err("the wait timeout must be more than zero".into());
+    }
+    Ok(std::time::Duration::from_millis(ms))
 }
 
 /// Which side `doctor` checks.
@@ -184,6 +207,18 @@ pub struct DoctorArgs {
     /// Check only one side.
     #[arg(long, value_enum)]
     pub only: Option<Only>,
+    /// Prove it end to end: run pods that need a new node and watch Karpenter launch one.
+    #[arg(long, conflicts_with = "only")]
+    pub smoke: bool,
+    /// Pods the smoke test runs (1 CPU each).
+    #[arg(long, default_value_t = 5, requires = "smoke")]
+    pub replicas: u32,
+    /// After the smoke test's clean-up, wait until consolidation removes its node.
+    #[arg(long, requires = "smoke")]
+    pub smoke_wait_scale_down: bool,
+    /// How long the smoke test waits for a node and for its pods, in seconds.
+    #[arg(long, default_value_t = 600, requires = "smoke", value_name = "SECONDS")]
+    pub smoke_timeout: u64,
 }
 
 /// `karpctl teardown`.

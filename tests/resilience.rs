@@ -185,7 +185,7 @@ async fn kill_at_write(env: &Env, args: &[&str], writes: usize) {
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
     assert_eq!(status.signal(), Some(9), "{args:?} ended before write {writes}: {status:?}");
-    assert!(proxy.layer.writes().len() >= writes);
+    assert!(proxy.layer.writes_done() >= writes);
 }
 
 /// Run the binary to the end through a latency-only proxy; returns the requests it made.

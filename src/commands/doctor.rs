@@ -14,6 +14,9 @@ use crate::cluster::{self, ClusterInfo};
 use crate::context::Hooks;
 use crate::desired::{AuthMode, Desired, DISCOVERY_TAG};
 use crate::error::{Error, Result};
+use std::time::Duration;
+
+use super::smoke::Smoke;
 use crate::helm::ExtraValues;
 use crate::kube::client::{deployment_readiness, readiness, Readiness};
 use crate::output::Report;
@@ -71,6 +74,24 @@ pub async fn run(g: &GlobalArgs, a: &DoctorArgs, hooks: &Hooks) -> Result<Report
     }
     checks.extend(discovery?);
     checks.extend(runtime_checks(&cx, &observed).await?);
+    if a.smoke {
+        // Only on an install that passes: a smoke test of a broken one proves nothing new.
+        checks.push(match (cx.api(), checks.iter().any(|c| c.status == Status::Fail)) {
+            (Ok(api), false) => {
+                let smoke = Smoke {
+                    replicas: a.replicas,
+                    timeout: Duration::from_secs(a.smoke_timeout),
+                    // Often enough to time a node's arrival well, rarely enough to spare the API server.
+                    interval: (Duration::from_secs(a.smoke_timeout) / 20)
+                        .clamp(Duration::from_millis(50), Duration::from_secs(2)),
+                    wait_scale_down: a.smoke_wait_scale_down,
+                };
+                super::smoke::run(&api.kube, smoke).await?
+            }
+            (Err(reason), _) => Check::new("smoke", Status::Skip, reason),
+            (_, true) => Check::new("smoke", Status::Skip, "a check above failed"),
+        });
+    }
     Ok(report(&cx.cluster, checks))
 }
 

@@ -102,7 +102,8 @@ pub async fn run(g: &GlobalArgs, a: &InitArgs, hooks: &Hooks) -> Result<Report> 
     bar.finish_and_clear();
     result.map_err(|e| e.resumable("init"))?;
     if let Ok(api) = cx.api() {
-        wait_until_ready(&cx, api).await?;
+        let timeout = a.wait_timeout;
+        wait_until_ready(&cx, api, Wait { interval: Wait::INSTALL.interval.min(timeout), timeout }).await?;
     }
     let emitted = match &a.emit {
         Some(dir) => Some(emit(&cx, dir, &extra)?),
@@ -113,16 +114,13 @@ pub async fn run(g: &GlobalArgs, a: &InitArgs, hooks: &Hooks) -> Result<Report> 
 
 /// Wait until the controller runs and the default EC2NodeClass is Ready, or say which
 /// condition is failing: an install is done when Karpenter can launch nodes, not when helm returns.
-async fn wait_until_ready(cx: &Cx, api: &ClusterApi) -> Result<()> {
+async fn wait_until_ready(cx: &Cx, api: &ClusterApi, wait: Wait) -> Result<()> {
     let bar = output::spinner("waiting for Karpenter");
     let progress = |msg: &str| bar.set_message(msg.to_string());
     let ns = &cx.desired.target.namespace;
-    let mut result = api.kube.wait_deployment_available(ns, CONTROLLER, Wait::INSTALL, &progress).await;
+    let mut result = api.kube.wait_deployment_available(ns, CONTROLLER, wait, &progress).await;
     if result.is_ok() && cx.desired.target.default_nodepool {
-        result = api
-            .kube
-            .wait_ready("karpenter.k8s.aws/v1", "EC2NodeClass", None, "default", Wait::INSTALL, &progress)
-            .await;
+        result = api.kube.wait_ready("karpenter.k8s.aws/v1", "EC2NodeClass", None, "default", wait, &progress).await;
     }
     bar.finish_and_clear();
     result

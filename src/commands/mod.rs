@@ -4,6 +4,7 @@ pub mod convert;
 pub mod doctor;
 pub mod init;
 pub mod render;
+pub mod smoke;
 pub mod teardown;
 
 use crate::aws::Aws;

@@ -427,6 +427,12 @@ impl FaultLayer {
         }
     }
 
+    /// How many writes the emulator has acted on so far (counted as they happen; the record
+    /// of a request is only complete once its answer has gone back).
+    pub fn writes_done(&self) -> usize {
+        self.writes_done.load(Ordering::SeqCst)
+    }
+
     /// Call `fire` once, as soon as the emulator has acted on `n` mutating requests (and before
     /// the client hears about the nth): the SIGKILL tests kill karpctl there.
     pub fn on_writes(&self, n: usize, fire: impl FnOnce() + Send + 'static) {
