@@ -103,10 +103,12 @@ async fn runtime_checks(cx: &Cx, observed: &[(Box<dyn Resource>, Observed)]) -> 
     let api = match cx.api() {
         Ok(api) => api,
         Err(reason) => {
+            let queue = cx.desired.target.interruption.then_some("karpenter.interruption-queue");
             return Ok(["karpenter.controller", "ec2nodeclass.ready", "nodepool.ready"]
                 .into_iter()
+                .chain(queue)
                 .map(|id| Check::new(id, Status::Skip, reason.clone()))
-                .collect())
+                .collect());
         }
     };
     let mut out = Vec::new();
@@ -153,6 +155,9 @@ async fn runtime_checks(cx: &Cx, observed: &[(Box<dyn Resource>, Observed)]) -> 
     }
     // The controller must be told the queue by name (the v0.x key interruptionQueueName is ignored).
     let controller = observed.iter().find(|(r, _)| r.id() == crate::resources::helm_release::id(ns, CONTROLLER));
+    if api.helm.is_none() && cx.desired.target.interruption {
+        out.push(Check::new("karpenter.interruption-queue", Status::Skip, "helm not found (pass --helm PATH)"));
+    }
     if let (Some((_, seen)), Some(helm)) = (controller, api.helm.as_deref()) {
         if seen.presence != Presence::Absent && cx.desired.target.interruption {
             let env = crate::helm::EnvSource::helm_env(&api.kube).await?;

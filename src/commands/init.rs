@@ -45,17 +45,14 @@ pub async fn run(g: &GlobalArgs, a: &InitArgs, hooks: &Hooks) -> Result<Report> 
         None => {
             let access = Access::for_install(&desired.target.namespace, !info.auth_mode.has_api());
             super::connect_cluster(&a.cluster, &info, &aws, extra.clone(), true, &access).await.map_err(|e| {
-                let hint = e.hint.clone().unwrap_or_default();
-                Error {
-                    hint: Some(
-                        format!(
-                            "{hint}; or run init --emit DIR to do the AWS side only and write the cluster side to DIR"
-                        )
-                        .trim_start_matches("; ")
-                        .to_string(),
-                    ),
-                    ..e
-                }
+                // Without cluster access the AWS side can still be done: say so, once.
+                let emit = "run init --emit DIR to do the AWS side only and write the cluster side to DIR";
+                let hint = match e.hint.clone() {
+                    Some(h) if h.contains("--emit") => h,
+                    Some(h) => format!("{h}; or {emit}"),
+                    None => emit.to_string(),
+                };
+                Error { hint: Some(hint), ..e }
             })?
         }
     };
