@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 
-use super::{Cx, Drift, Observed, Presence, Resource};
+use super::{Cx, Drift, Observed, Resource};
 use crate::desired::Desired;
 use crate::error::{Error, ErrorKind, Result};
 use crate::kube::aws_auth::{self, AwsAuthChange, NodeRoleMapping};
@@ -57,14 +57,9 @@ impl Resource for AwsAuthMapping {
             // The entry names karpctl's own node role: it is karpctl's to keep and to remove.
             NodeRoleMapping::Present => Observed::present(true, Vec::new(), ()),
             NodeRoleMapping::Foreign(entries) => {
-                let mut o = Observed::present(
-                    false,
-                    vec![Drift::new(format!("{} other mapping(s) of the node role", entries.len()))
-                        .with_hint(foreign_hint(&self.role_arn))],
-                    (),
-                );
-                o.presence = Presence::Foreign;
-                o
+                let drift = Drift::new(format!("{} other mapping(s) of the node role", entries.len()))
+                    .with_hint(foreign_hint(&self.role_arn));
+                Observed::present(false, vec![drift], ())
             }
         })
     }

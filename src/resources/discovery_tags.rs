@@ -50,17 +50,13 @@ impl Resource for DiscoveryTags {
             }
             None => Observed::absent(),
             Some(v) if v != cluster => {
-                let mut o = Observed::present(false, vec![Drift::new(format!("{DISCOVERY_TAG} is {v:?}"))], ());
-                o.presence = Presence::Foreign;
-                o
+                Observed::present(false, vec![Drift::new(format!("{DISCOVERY_TAG} is {v:?}"))], ())
             }
             Some(_) => {
-                let mut o = Observed::present(value(DISCOVERY_MARKER_TAG).is_some(), Vec::new(), ());
-                if o.presence == Presence::Foreign {
-                    // Tagged for this cluster before karpctl came: fine as it is, and not karpctl's to remove.
-                    o.presence = Presence::Shared;
-                }
-                o
+                // Without the marker it was tagged for this cluster before karpctl came: fine as it
+                // is, and not karpctl's to remove.
+                let presence = if value(DISCOVERY_MARKER_TAG).is_some() { Presence::Owned } else { Presence::Shared };
+                Observed::present_as(presence, Vec::new(), ())
             }
         };
         Ok(seen)

@@ -6,7 +6,7 @@
 use async_trait::async_trait;
 use serde_json::Value;
 
-use super::{Cx, Drift, Observed, Presence, Resource};
+use super::{Cx, Drift, Observed, Resource};
 use crate::desired::{Desired, SERVICE_ACCOUNT, TAG_MANAGED_BY, TAG_MANAGED_BY_VALUE};
 use crate::error::{Error, ErrorKind, Result};
 use crate::helm::{self, Step};
@@ -125,11 +125,7 @@ impl Resource for HelmRelease {
         if self.name == CONTROLLER && values != helm::effective_values(&cx.docs.helm_values_yaml, &api.extra)? {
             drift.push(Drift::new("values differ"));
         }
-        let mut seen = Observed::present(owned, drift, Facts { version });
-        if !owned {
-            seen.presence = Presence::Foreign;
-        }
-        Ok(seen)
+        Ok(Observed::present(owned, drift, Facts { version }))
     }
 
     async fn apply(&self, cx: &Cx, _seen: &Observed) -> Result<()> {

@@ -157,6 +157,11 @@ impl Observed {
         Observed { presence, drift, skip: None, facts: Some(Arc::new(facts)) }
     }
 
+    /// It exists, with the presence the resource decided (Shared: usable, never karpctl's).
+    pub fn present_as(presence: Presence, drift: Vec<Drift>, facts: impl Any + Send + Sync) -> Self {
+        Observed { presence, drift, skip: None, facts: Some(Arc::new(facts)) }
+    }
+
     /// The facts as the resource's own type.
     pub fn facts<T: 'static>(&self) -> Option<&T> {
         self.facts.as_deref().and_then(|f| f.downcast_ref::<T>())

@@ -90,12 +90,9 @@ impl Resource for OidcProvider {
         let missing_audience = !got.client_id_list().iter().any(|c| c == STS_AUDIENCE);
         let drift =
             if missing_audience { vec![Drift::new(format!("client id {STS_AUDIENCE} missing"))] } else { Vec::new() };
-        let mut seen = Observed::present(iam_owned(&cx.desired, got.tags()), drift, Facts { missing_audience });
-        if seen.presence == Presence::Foreign {
-            // Another tool (eksctl, Terraform) made it for the same cluster: use it, never adopt it.
-            seen.presence = Presence::Shared;
-        }
-        Ok(seen)
+        // One another tool (eksctl, Terraform) made for the same cluster is used, never adopted.
+        let presence = if iam_owned(&cx.desired, got.tags()) { Presence::Owned } else { Presence::Shared };
+        Ok(Observed::present_as(presence, drift, Facts { missing_audience }))
     }
 
     async fn apply(&self, cx: &Cx, seen: &Observed) -> Result<()> {

@@ -40,12 +40,8 @@ impl Resource for PodIdentityAgent {
             .map_err(|e| Error::aws(format!("failed to read the {AGENT_ADDON} add-on"), "eks:DescribeAddon", e));
         let Some(got) = got.found()? else { return Ok(Observed::absent()) };
         let owned = cx.desired.owns_map(got.addon().and_then(|a| a.tags()));
-        let mut seen = Observed::present(owned, Vec::new(), ());
-        if !owned {
-            // Installed by the cluster's creator: exactly what is needed, and not karpctl's.
-            seen.presence = Presence::Shared;
-        }
-        Ok(seen)
+        // One installed by the cluster's creator is exactly what is needed, and not karpctl's.
+        Ok(Observed::present_as(if owned { Presence::Owned } else { Presence::Shared }, Vec::new(), ()))
     }
 
     async fn apply(&self, cx: &Cx, _seen: &Observed) -> Result<()> {

@@ -35,9 +35,7 @@ impl Resource for SpotServiceLinkedRole {
 
     async fn observe(&self, cx: &Cx) -> Result<Observed> {
         if exists(cx).await? {
-            let mut o = Observed::present(false, Vec::new(), ());
-            o.presence = Presence::Shared;
-            Ok(o)
+            Ok(Observed::present_as(Presence::Shared, Vec::new(), ()))
         } else {
             Ok(Observed::absent())
         }
