@@ -104,7 +104,7 @@ impl Aws {
             // init under 20% injected faults took 10-55 s adaptive, 2-4 s standard; see
             // docs/performance.md).
             .retry_config(
-                RetryConfig::standard()
+                RetryConfig::adaptive()
                     .with_max_attempts(MAX_ATTEMPTS)
                     .with_initial_backoff(Duration::from_millis(200)),
             )
