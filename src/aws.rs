@@ -100,11 +100,11 @@ impl Aws {
             // Throttling, 5xx and dropped connections are retried by the SDK with jittered
             // exponential backoff. Standard mode, not adaptive: adaptive's client-side rate
             // limiter measures the send rate of a long-lived client, and a run lasting a second
-            // has none to measure, so its first throttle cuts the run to a trickle (measured:
-            // init under 20% injected faults took 10-55 s adaptive, 2-4 s standard; see
-            // docs/performance.md).
+            // has none to measure, so its first throttle cuts the run to a trickle (measured
+            // with the binary, 20% injected faults, 50 ms latency: init took 5-43 s adaptive,
+            // 1-2 s standard; see docs/performance.md).
             .retry_config(
-                RetryConfig::adaptive()
+                RetryConfig::standard()
                     .with_max_attempts(MAX_ATTEMPTS)
                     .with_initial_backoff(Duration::from_millis(200)),
             )
