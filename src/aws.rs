@@ -14,6 +14,7 @@ use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 
+use crate::context::Hooks;
 use crate::error::{Error, ErrorKind, Result, REGION_HINT};
 
 /// How many times the SDK tries a call that fails with throttling, a 5xx or a dropped
@@ -93,9 +94,10 @@ macro_rules! client {
 
 impl Aws {
     /// Load the configuration the way the AWS CLI does, apply the overrides, and build the
-    /// clients. `interceptors` are added to every client (tests use them to pick an emulator
-    /// account and to record requests).
-    pub async fn connect(opts: &AwsOptions, interceptors: &[SharedInterceptor]) -> Result<Self> {
+    /// clients. The hooks' interceptors are added to every client and their HTTP client, if
+    /// any, replaces the default one (tests use them to pick an emulator account, record
+    /// requests and inject latency and faults).
+    pub async fn connect(opts: &AwsOptions, hooks: &Hooks) -> Result<Self> {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             // Throttling, 5xx and dropped connections are retried by the SDK with jittered
             // exponential backoff. Standard mode, not adaptive: adaptive's client-side rate
@@ -127,15 +129,15 @@ impl Aws {
         }
         // Set only by tests and the benchmark (see `Hooks::http_client`): the SDK's own HTTPS
         // client wrapped in a layer that adds latency and faults.
-        if let Some(c) = crate::context::http_client() {
-            loader = loader.http_client(c);
+        if let Some(c) = &hooks.http_client {
+            loader = loader.http_client(c.clone());
         }
         let config = loader.load().await;
         if config.region().is_none() {
             return Err(Error::new(ErrorKind::Credentials, "no AWS region is configured").with_hint(REGION_HINT));
         }
         let mut all: Vec<SharedInterceptor> = vec![SharedInterceptor::new(CallLogger)];
-        all.extend(interceptors.iter().cloned());
+        all.extend(hooks.interceptors.iter().cloned());
         Ok(Aws {
             sts: client!(aws_sdk_sts, &config, &all),
             eks: client!(aws_sdk_eks, &config, &all),

@@ -1,7 +1,5 @@
 //! What a run gets from its caller beyond the command line.
 
-use std::future::Future;
-
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use aws_smithy_runtime_api::client::interceptors::SharedInterceptor;
 
@@ -18,23 +16,4 @@ pub struct Hooks {
     /// client to add network latency and injected faults (throttling, 503s, dropped
     /// connections) below the SDK's retry layer, where real ones arrive; the binary passes none.
     pub http_client: Option<SharedHttpClient>,
-}
-
-tokio::task_local! {
-    /// The running command's [`Hooks::http_client`], for [`crate::aws::Aws::connect`]: the
-    /// command modules hand `connect` only the interceptors, and a task-local carries the
-    /// client there without changing every command's call.
-    static HTTP_CLIENT: Option<SharedHttpClient>;
-}
-
-impl Hooks {
-    /// Run a command with these hooks' HTTP client visible to [`crate::aws::Aws::connect`].
-    pub(crate) async fn scope<F: Future>(&self, command: F) -> F::Output {
-        HTTP_CLIENT.scope(self.http_client.clone(), command).await
-    }
-}
-
-/// The HTTP client of the hooks of the command running on this task, if it has one.
-pub(crate) fn http_client() -> Option<SharedHttpClient> {
-    HTTP_CLIENT.try_with(Clone::clone).ok().flatten()
 }

@@ -29,22 +29,18 @@ pub use output::Report;
 /// Run one parsed command line to a report (or an error), printing nothing on stdout itself.
 pub async fn run(cli: &cli::Cli, hooks: &Hooks) -> Result<Report> {
     use cli::Command;
-    hooks
-        .scope(async {
-            match &cli.command {
-                Command::Doctor(a) => commands::doctor::run(&cli.global, a, hooks).await,
-                Command::Teardown(a) => commands::teardown::run(&cli.global, a, hooks).await,
-                Command::Render(a) => commands::render::run(&cli.global, a, hooks).await,
-                Command::Init(a) => commands::init::run(&cli.global, a, hooks).await,
-                Command::Convert(a) => commands::convert::run(a),
-                Command::Completions { shell } => {
-                    let mut buf = Vec::new();
-                    clap_complete::generate(*shell, &mut cli::Cli::command(), "karpctl", &mut buf);
-                    Ok(Report::raw("completions", String::from_utf8_lossy(&buf).into_owned()))
-                }
-            }
-        })
-        .await
+    match &cli.command {
+        Command::Doctor(a) => commands::doctor::run(&cli.global, a, hooks).await,
+        Command::Teardown(a) => commands::teardown::run(&cli.global, a, hooks).await,
+        Command::Render(a) => commands::render::run(&cli.global, a, hooks).await,
+        Command::Init(a) => commands::init::run(&cli.global, a, hooks).await,
+        Command::Convert(a) => commands::convert::run(a),
+        Command::Completions { shell } => {
+            let mut buf = Vec::new();
+            clap_complete::generate(*shell, &mut cli::Cli::command(), "karpctl", &mut buf);
+            Ok(Report::raw("completions", String::from_utf8_lossy(&buf).into_owned()))
+        }
+    }
 }
 
 /// The subcommand's name, for reports and error documents.

@@ -327,7 +327,7 @@ async fn connect_from_cluster_info_signs_for_sts_even_with_an_endpoint_override(
         profile: None,
         endpoint_url: Some("http://127.0.0.1:9".into()),
     };
-    let aws = karpctl::aws::Aws::connect(&opts, &[]).await.unwrap();
+    let aws = karpctl::aws::Aws::connect(&opts, &karpctl::Hooks::default()).await.unwrap();
     let info = cluster_info(&server);
     let kube = Kube::connect(&info, &aws, None, None).await.unwrap();
     assert_eq!(kube.preflight(&[]).await.unwrap(), "v1.33.1-eks-test");

@@ -11,7 +11,7 @@ use support::{karpctl_bin, Env, REGION};
 async fn aws_in(env: &Env, region: &str) -> Aws {
     let opts =
         AwsOptions { region: Some(region.into()), profile: None, endpoint_url: Some(support::emulator().url.clone()) };
-    Aws::connect(&opts, &env.hooks().interceptors).await.unwrap()
+    Aws::connect(&opts, &env.hooks()).await.unwrap()
 }
 
 #[tokio::test]

@@ -30,7 +30,7 @@ use crate::settings::{self, InstallOptions};
 pub async fn run(g: &GlobalArgs, a: &DoctorArgs, hooks: &Hooks) -> Result<Report> {
     let cluster_name = settings::require_cluster(g)?;
     let opts = InstallOptions::from_args(&a.install)?;
-    let aws = Aws::connect(&settings::aws_options(g)?, &hooks.interceptors).await?;
+    let aws = Aws::connect(&settings::aws_options(g)?, hooks).await?;
     let info = cluster::discover(&aws, &cluster_name).await?;
     let mut checks = cluster_checks(&info, &opts.karpenter_version);
     let desired = Desired::new(opts.target_for(&info))?;

@@ -32,7 +32,7 @@ pub async fn run(g: &GlobalArgs, a: &InitArgs, hooks: &Hooks) -> Result<Report> 
             return Err(Error::invalid(format!("--emit {} is not a directory", dir.display()), "pass a directory"));
         }
     }
-    let aws = Aws::connect(&settings::aws_options(g)?, &hooks.interceptors).await?;
+    let aws = Aws::connect(&settings::aws_options(g)?, hooks).await?;
     let info = cluster::discover(&aws, &cluster_name).await?;
     info.require_installable()?;
     let desired = Desired::new(opts.target_for(&info))?;

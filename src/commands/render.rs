@@ -26,7 +26,7 @@ pub async fn run(g: &GlobalArgs, a: &RenderArgs, hooks: &Hooks) -> Result<Report
         };
         opts.target(&cluster_name, account, &region, partition, a.issuer.clone())
     } else {
-        let aws = Aws::connect(&settings::aws_options(g)?, &hooks.interceptors).await?;
+        let aws = Aws::connect(&settings::aws_options(g)?, hooks).await?;
         let info = cluster::discover(&aws, &cluster_name).await?;
         let mut t = opts.target_for(&info);
         if a.issuer.is_some() {

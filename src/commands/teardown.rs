@@ -31,7 +31,7 @@ pub async fn run(g: &GlobalArgs, a: &TeardownArgs, hooks: &Hooks) -> Result<Repo
     let mut opts = InstallOptions::from_args(&a.install)?;
     // Teardown removes whatever karpctl made, whichever options init had.
     opts.interruption = true;
-    let aws = Aws::connect(&settings::aws_options(g)?, &hooks.interceptors).await?;
+    let aws = Aws::connect(&settings::aws_options(g)?, hooks).await?;
     let info = match cluster::discover(&aws, &cluster_name).await {
         Ok(info) => info,
         Err(e) if e.kind == ErrorKind::NotFound => {

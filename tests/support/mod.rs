@@ -203,7 +203,12 @@ impl Env {
         let url = emulator().url.clone();
         let recorder = Recorder { account: account.clone(), calls: Arc::default(), fail_after_writes: Arc::default() };
         let setup = Recorder { account: account.clone(), calls: Arc::default(), fail_after_writes: Arc::default() };
-        let aws = Aws::connect(&options(&url), &[SharedInterceptor::new(setup)]).await.expect("test AWS clients");
+        let aws = Aws::connect(
+            &options(&url),
+            &karpctl::Hooks { interceptors: vec![SharedInterceptor::new(setup)], ..Default::default() },
+        )
+        .await
+        .expect("test AWS clients");
         let cluster = cluster::FakeCluster::start().await;
         Env { account, recorder, aws, cluster }
     }
