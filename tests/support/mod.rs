@@ -375,10 +375,15 @@ pub fn reference_dir() -> Option<std::path::PathBuf> {
 
 /// Run the compiled binary against the emulator (default account), with no terminal attached.
 pub fn karpctl_bin(args: &[&str]) -> std::process::Output {
-    let url = emulator().url.clone();
-    Command::new(env!("CARGO_BIN_EXE_karpctl"))
-        .args(args)
-        .env("AWS_ENDPOINT_URL", &url)
+    bin_command(&emulator().url, args).output().expect("run karpctl")
+}
+
+/// The compiled binary with `args`, sending every AWS call to `endpoint` with dummy
+/// credentials, and with nothing from the developer's own environment steering it.
+pub fn bin_command(endpoint: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_karpctl"));
+    cmd.args(args)
+        .env("AWS_ENDPOINT_URL", endpoint)
         .env("AWS_REGION", REGION)
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
@@ -388,7 +393,8 @@ pub fn karpctl_bin(args: &[&str]) -> std::process::Output {
         .env_remove("KARPCTL_CLUSTER")
         .env_remove("KARPCTL_OUTPUT")
         .env_remove("AWS_PROFILE")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run karpctl")
+        .env_remove("AWS_CONFIG_FILE")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null());
+    cmd
 }

@@ -17,7 +17,7 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufR
 use tokio::net::{TcpListener, TcpStream};
 
 use super::faults::{error_response, identify, Exchange, Fault, FaultConfig, FaultLayer};
-use super::{emulator, REGION};
+use super::{bin_command, emulator};
 
 /// How long the proxy waits for the emulator before giving up on a request (and dropping the
 /// client's connection, which the SDK sees as a network failure): no test hangs on it.
@@ -63,23 +63,8 @@ impl Proxy {
 
     /// The compiled binary with `args`, pointed at this proxy, with no terminal attached.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_karpctl"));
-        cmd.args(args)
-            .env("AWS_ENDPOINT_URL", &self.url)
-            .env("AWS_REGION", REGION)
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("NO_PROXY", "127.0.0.1,localhost")
-            .env("NO_COLOR", "1")
-            .env_remove("KARPCTL_CLUSTER")
-            .env_remove("KARPCTL_OUTPUT")
-            .env_remove("AWS_PROFILE")
-            .env_remove("AWS_CONFIG_FILE")
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        let mut cmd = bin_command(&self.url, args);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         cmd
     }
 }
