@@ -22,7 +22,7 @@ use crate::kube::client::{deployment_readiness, readiness, Readiness};
 use crate::output::Report;
 use crate::plan;
 use crate::render::{policy_size, Documents, POLICY_SIZE_MAX};
-use crate::resources::helm_release::CONTROLLER;
+use crate::resources::helm_release::{HelmRelease, CONTROLLER};
 use crate::resources::{self, ClusterSide, Cx, Observed, Presence, Resource};
 use crate::settings::{self, InstallOptions};
 
@@ -158,12 +158,9 @@ async fn runtime_checks(cx: &Cx, observed: &[(Box<dyn Resource>, Observed)]) -> 
     if api.helm.is_none() && cx.desired.target.interruption {
         out.push(Check::new("karpenter.interruption-queue", Status::Skip, "helm not found (pass --helm PATH)"));
     }
-    if let (Some((_, seen)), Some(helm)) = (controller, api.helm.as_deref()) {
-        if seen.presence != Presence::Absent && cx.desired.target.interruption {
-            let env = crate::helm::EnvSource::helm_env(&api.kube).await?;
-            let values =
-                crate::helm::query(helm, &["get", "values", CONTROLLER, "--namespace", ns, "-o", "json"], &env).await?;
-            let values: serde_json::Value = serde_json::from_str(&values).unwrap_or_default();
+    // Read from the release's observation: helm was asked once already.
+    if let Some(values) = controller.and_then(|(_, seen)| HelmRelease::installed_values(seen)) {
+        if cx.desired.target.interruption {
             let queue = &cx.desired.names.queue.name;
             out.push(match values["settings"]["interruptionQueue"].as_str() {
                 Some(q) if q == queue => {

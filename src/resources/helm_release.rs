@@ -27,8 +27,8 @@ pub struct HelmRelease {
 
 #[derive(Debug)]
 struct Facts {
-    /// The chart version installed.
-    version: String,
+    /// The values the release was installed with (`helm get values`).
+    values: Value,
 }
 
 /// The id of a release.
@@ -125,7 +125,7 @@ impl Resource for HelmRelease {
         if self.name == CONTROLLER && values != helm::effective_values(&cx.docs.helm_values_yaml, &api.extra)? {
             drift.push(Drift::new("values differ"));
         }
-        Ok(Observed::present(owned, drift, Facts { version }))
+        Ok(Observed::present(owned, drift, Facts { values }))
     }
 
     async fn apply(&self, cx: &Cx, _seen: &Observed) -> Result<()> {
@@ -148,8 +148,8 @@ impl Resource for HelmRelease {
 }
 
 impl HelmRelease {
-    /// The installed chart version, for doctor.
-    pub fn installed_version(seen: &Observed) -> Option<&str> {
-        seen.facts::<Facts>().map(|f| f.version.as_str())
+    /// The values an observed release was installed with, so doctor reads them once.
+    pub fn installed_values(seen: &Observed) -> Option<&Value> {
+        seen.facts::<Facts>().map(|f| &f.values)
     }
 }
