@@ -68,6 +68,16 @@ impl Wait {
             .unwrap_or_else(|| self.default_limit())
     }
 
+    /// What is waited for, about `subject` ("role X", "queue Q", "the ... add-on").
+    pub fn describe(self, subject: &str) -> String {
+        match self {
+            Wait::Propagation => format!("IAM to propagate {subject}"),
+            Wait::QueueDeleted => format!("SQS to release the name of the deleted {subject}"),
+            Wait::Conflict => format!("other changes to {subject} to finish"),
+            Wait::Transition => format!("{subject} to settle"),
+        }
+    }
+
     fn hint(self) -> String {
         let what = match self {
             Wait::Propagation => {
@@ -122,8 +132,9 @@ pub fn lost_race(e: &Error) -> bool {
 }
 
 /// Call `call` until it succeeds, fails with an error `classify` does not map to a wait, or the
-/// wait's limit is reached. `what` names what is waited for, as in "waiting for `what` (12s)".
-pub async fn patiently<T, F, Fut>(what: &str, classify: impl Fn(&Error) -> Option<Wait>, mut call: F) -> Result<T>
+/// wait's limit is reached. `subject` names what the call is about ("role X"); the wait's kind
+/// says what is waited for ("waiting for IAM to propagate role X (12s)").
+pub async fn patiently<T, F, Fut>(subject: &str, classify: impl Fn(&Error) -> Option<Wait>, mut call: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T>>,
@@ -137,6 +148,7 @@ where
             Err(e) => e,
         };
         let Some(wait) = classify(&e) else { return Err(e) };
+        let what = wait.describe(subject);
         let waited = start.elapsed();
         let limit = wait.limit();
         if waited >= limit {
@@ -214,7 +226,7 @@ mod tests {
     #[tokio::test]
     async fn waits_retry_only_what_they_wait_for_and_end_at_their_limit() {
         let mut n = 0;
-        let r: Result<u32> = patiently("a test", classify, || {
+        let r: Result<u32> = patiently("role a", classify, || {
             n += 1;
             let attempt = n;
             async move {
@@ -228,7 +240,7 @@ mod tests {
         .await;
         assert_eq!(r.unwrap(), 3);
         let mut m = 0;
-        let r: Result<u32> = patiently("a test", classify, || {
+        let r: Result<u32> = patiently("role a", classify, || {
             m += 1;
             async { Err(aws("AccessDenied", "no")) }
         })
@@ -242,8 +254,8 @@ mod tests {
         .await;
         let e = r.unwrap_err();
         assert_eq!(e.kind, ErrorKind::Timeout);
-        assert!(e.message.starts_with("gave up waiting for queue q"), "{e}");
-        assert!(e.hint.unwrap_or_default().contains("KARPCTL_WAIT_QUEUE_SECS"));
+        assert!(e.message.starts_with("gave up waiting for SQS to release the name of the deleted queue q"), "{e}");
+        assert!(e.hint.clone().unwrap_or_default().contains("KARPCTL_WAIT_QUEUE_SECS"));
         assert!(!e.to_string().contains('\n'));
     }
 }

@@ -34,7 +34,7 @@ impl AccessEntry {
 
     async fn create(&self, cx: &Cx) -> Result<()> {
         // EKS cannot see a role IAM has just made: "principalArn is invalid" until it can.
-        let what = format!("IAM to propagate role {} to EKS", self.principal.rsplit('/').next().unwrap_or(""));
+        let what = format!("role {} to EKS", self.principal.rsplit('/').next().unwrap_or(""));
         patiently(&what, classify, || async {
             cx.aws
                 .eks

@@ -166,7 +166,7 @@ impl Resource for EventRule {
         // EventBridge refuses to delete a rule that still has targets, and for a moment after
         // RemoveTargets it still sees them; RemoveTargets itself may fail some entries. So the
         // whole removal is retried until the rule goes.
-        let what = format!("EventBridge to release the targets of rule {}", self.name);
+        let what = format!("EventBridge rule {}", self.name);
         patiently(&what, classify, || self.remove_targets_and_rule(cx)).await
     }
 }

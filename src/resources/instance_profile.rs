@@ -30,7 +30,7 @@ impl InstanceProfile {
     }
 
     async fn add_role(&self, cx: &Cx) -> Result<()> {
-        let what = format!("IAM to propagate role {} and instance profile {}", self.role, self.name);
+        let what = format!("role {} and instance profile {}", self.role, self.name);
         patiently(&what, classify_fresh, || async {
             cx.aws
                 .iam

@@ -148,7 +148,7 @@ impl Resource for ManagedPolicy {
         });
         let Some(entities) = entities.found()? else { return Ok(()) };
         for role in entities.policy_roles().iter().filter_map(|r| r.role_name()) {
-            let busy = format!("other changes to IAM role {role} to finish");
+            let busy = format!("role {role}");
             ignore_gone(
                 patiently(&busy, classify, || async {
                     iam.detach_role_policy().role_name(role).policy_arn(arn).send().await.map_err(|e| {

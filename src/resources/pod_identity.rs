@@ -92,7 +92,7 @@ impl Resource for PodIdentityAssociation {
     async fn apply(&self, cx: &Cx, seen: &Observed) -> Result<()> {
         let eks = &cx.aws.eks;
         // EKS cannot see a role IAM has just made: "Role provided in the request does not exist".
-        let what = format!("IAM to propagate role {} to EKS", self.role_arn.rsplit('/').next().unwrap_or(""));
+        let what = format!("role {} to EKS", self.role_arn.rsplit('/').next().unwrap_or(""));
         let Some(f) = seen.facts::<Facts>() else {
             return patiently(&what, classify, || async {
                 eks.create_pod_identity_association()

@@ -72,7 +72,7 @@ impl PodIdentityAgent {
 
     /// Poll until the add-on is ACTIVE; CREATE_FAILED / DEGRADED end the wait with its issues.
     async fn wait_active(&self, cx: &Cx) -> Result<()> {
-        patiently(&format!("the {AGENT_ADDON} add-on to become ACTIVE"), classify, || async {
+        patiently(&format!("the {AGENT_ADDON} add-on"), classify, || async {
             let Some(a) = self.describe(cx).await? else {
                 return Err(Error::new(ErrorKind::NotFound, format!("the {AGENT_ADDON} add-on disappeared"))
                     .with_hint("something deleted it while karpctl waited; run `karpctl init` again"));
@@ -126,7 +126,7 @@ impl Resource for PodIdentityAgent {
             None => {
                 // A DELETING add-on refuses the create (ResourceInUseException, "currently in
                 // DELETING state") until it is gone: waited for as a transition.
-                let what = format!("EKS to finish deleting the previous {AGENT_ADDON} add-on");
+                let what = format!("the previous {AGENT_ADDON} add-on (DELETING)");
                 patiently(&what, classify, || async {
                     cx.aws
                         .eks

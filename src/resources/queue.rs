@@ -104,7 +104,7 @@ impl Resource for Queue {
                 req = req.attributes(k, v);
             }
             // After a teardown SQS keeps the name for 60 s (QueueDeletedRecently).
-            let what = format!("SQS to release the name of the deleted queue {}", self.name);
+            let what = format!("queue {}", self.name);
             patiently(&what, classify, || async {
                 req.clone()
                     .send()

@@ -68,7 +68,7 @@ impl Role {
     async fn attach(&self, cx: &Cx, arns: &[String]) -> Result<(), Error> {
         // Concurrently: IAM answers ConcurrentModification to some, which then wait their turn.
         let calls = arns.iter().map(|arn| async move {
-            let what = format!("IAM to propagate role {} and policy {}", self.name, short(arn));
+            let what = format!("role {} and policy {}", self.name, short(arn));
             patiently(&what, classify_fresh, || async {
                 cx.aws.iam.attach_role_policy().role_name(&self.name).policy_arn(arn).send().await.map(|_| ()).map_err(
                     |e| {
@@ -147,7 +147,7 @@ impl Resource for Role {
                 .map_err(|e| Error::aws(format!("failed to create IAM role {}", self.name), "iam:CreateRole", e))?;
             return self.attach(cx, &self.policies).await;
         };
-        let busy = format!("other changes to IAM role {} to finish", self.name);
+        let busy = format!("role {}", self.name);
         if seen.presence == super::Presence::Foreign {
             let tags = iam_tags(&cx.desired)?;
             patiently(&busy, classify, || async {
@@ -193,7 +193,7 @@ impl Resource for Role {
         );
         let attached = attached
             .map_err(|e| Error::aws(format!("failed to list policies of {name}"), "iam:ListAttachedRolePolicies", e))?;
-        let busy = format!("other changes to IAM role {name} to finish");
+        let busy = format!("role {name}");
         for arn in attached.attached_policies().iter().filter_map(|p| p.policy_arn()) {
             ignore_gone(
                 patiently(&busy, classify, || async {
@@ -232,7 +232,7 @@ impl Resource for Role {
         }
         // IAM answers DeleteConflict for a moment after the detaches (they settle eventually).
         ignore_gone(
-            patiently(&format!("IAM to see the policies of role {name} detached"), classify, || async {
+            patiently(&busy, classify, || async {
                 iam.delete_role()
                     .role_name(name)
                     .send()

@@ -513,6 +513,8 @@ def set_strict(request, full_url, headers):
 
 class ConcurrentModificationException(IAMException):
     code = "ConcurrentModification"
+    # moto finds an exception's error model from its module's package name.
+    __module__ = "moto.iam.exceptions"
 
 
 def _role_name(arn):
@@ -653,6 +655,8 @@ class StrictEKSResponse(KarpctlEKSResponse):
 
 
 class QueueDeletedRecently(SQSException):
+    __module__ = "moto.sqs.exceptions"
+
     def __init__(self):
         super().__init__("AWS.SimpleQueueService.QueueDeletedRecently",
                          "You must wait 60 seconds after deleting a queue before you can create "
