@@ -182,20 +182,38 @@ impl ClusterInfo {
         self.status != NOT_FOUND
     }
 
-    /// Refuse clusters karpctl must not install into: not ACTIVE, or Auto Mode (whose built-in
-    /// Karpenter would fight a second one).
-    pub fn require_installable(&self) -> Result<()> {
+    /// Refuse clusters karpctl must not install into: Auto Mode (whose built-in Karpenter would
+    /// fight a second one), or a status [`require_usable`](Self::require_usable) refuses.
+    /// `Ok(Some(warning))` for a cluster that is usable with a caveat.
+    pub fn require_installable(&self) -> Result<Option<String>> {
         if self.auto_mode {
             return Err(Error::new(ErrorKind::ClusterState, format!("cluster {} runs EKS Auto Mode", self.name))
                 .with_hint("Auto Mode has Karpenter built in; use its NodePools instead of installing Karpenter"));
         }
-        if self.status != "ACTIVE" {
-            return Err(Error::new(
-                ErrorKind::ClusterState,
-                format!("cluster {} is {}, not ACTIVE", self.name, self.status),
-            )
-            .with_hint("wait until the cluster is ACTIVE (aws eks wait cluster-active), then run again"));
+        self.require_usable()
+    }
+
+    /// Refuse a cluster whose status makes EKS refuse (or pointless) the calls karpctl makes:
+    /// CREATING, DELETING, FAILED (and any status EKS may add). UPDATING (a version upgrade or a
+    /// configuration change in progress) is usable: EKS accepts access entries, add-ons and Pod
+    /// Identity associations then, so the answer is a warning, not a refusal.
+    pub fn require_usable(&self) -> Result<Option<String>> {
+        match self.status.as_str() {
+            "ACTIVE" => Ok(None),
+            "UPDATING" => Ok(Some(format!(
+                "cluster {} is UPDATING (an upgrade or configuration change is in progress); continuing, as EKS accepts these changes meanwhile",
+                self.name
+            ))),
+            status => {
+                let hint = match status {
+                    "CREATING" => "wait until the cluster is ACTIVE (aws eks wait cluster-active), then run again",
+                    "DELETING" => "the cluster is being deleted; nothing of Karpenter can be set up or checked in it",
+                    "FAILED" => "the cluster failed to create; see `aws eks describe-cluster` and re-create it",
+                    _ => "wait until the cluster is ACTIVE (aws eks wait cluster-active), then run again",
+                };
+                Err(Error::new(ErrorKind::ClusterState, format!("cluster {} is {status}, not ACTIVE", self.name))
+                    .with_hint(hint))
+            }
         }
-        Ok(())
     }
 }

@@ -20,6 +20,9 @@ pub enum ErrorKind {
     NotFound,
     /// A create raced with something that already exists.
     AlreadyExists,
+    /// The resource is busy with a change of its own (an EKS add-on being deleted, a rule being
+    /// modified): the same call succeeds once that change is over.
+    InProgress,
     /// The caller lacks an IAM permission.
     AccessDenied,
     /// No usable AWS credentials or region.
@@ -120,7 +123,7 @@ impl Error {
                 let code = e.code().unwrap_or("Unknown").to_string();
                 let msg = e.message().unwrap_or("").to_string();
                 let cause = if msg.is_empty() { code.clone() } else { format!("{code}: {msg}") };
-                let kind = classify_code(&code);
+                let kind = classify(&code, &msg);
                 // A 5xx has outlived the SDK's retries too (it retries them like throttling);
                 // the raw response is only reachable as `Any`, since `R` is generic.
                 let server_side = (se.raw() as &dyn std::any::Any)
@@ -167,6 +170,22 @@ impl Error {
             _ => Error::new(ErrorKind::Aws, doing).with_cause(source_chain(&err)),
         }
     }
+}
+
+/// The class of an AWS error from its code, and for the one code EKS uses for two things,
+/// `ResourceInUseException`, from its message: "already exists" / "already in use" is a create
+/// that lost a race, anything else ("cannot be created as it is currently in DELETING state",
+/// "in progress") a resource busy with a change of its own.
+pub fn classify(code: &str, message: &str) -> ErrorKind {
+    if code == "ResourceInUseException" {
+        let m = message.to_ascii_lowercase();
+        return if m.contains("already exists") || m.contains("already in use") {
+            ErrorKind::AlreadyExists
+        } else {
+            ErrorKind::InProgress
+        };
+    }
+    classify_code(code)
 }
 
 /// The fix for missing credentials, shared by every place that can discover it.
@@ -279,6 +298,22 @@ mod tests {
         assert_eq!(classify_code("RequestLimitExceeded"), ErrorKind::Throttled);
         assert_eq!(classify_code("InvalidClientTokenId"), ErrorKind::Credentials);
         assert_eq!(classify_code("ValidationError"), ErrorKind::Aws);
+    }
+
+    #[test]
+    fn resource_in_use_is_classified_by_its_message() {
+        let c = |m: &str| classify("ResourceInUseException", m);
+        assert_eq!(c("Addon already exists."), ErrorKind::AlreadyExists);
+        assert_eq!(
+            c("The specified access entry resource is already in use on this cluster."),
+            ErrorKind::AlreadyExists
+        );
+        assert_eq!(c("Association already exists: a-123"), ErrorKind::AlreadyExists);
+        assert_eq!(
+            c("Addon eks-pod-identity-agent cannot be created as it is currently in DELETING state"),
+            ErrorKind::InProgress
+        );
+        assert_eq!(classify("EntityAlreadyExists", "x"), ErrorKind::AlreadyExists);
     }
 
     #[test]

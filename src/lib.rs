@@ -18,6 +18,7 @@ pub mod output;
 pub mod plan;
 pub mod render;
 pub mod resources;
+pub mod retry;
 pub mod settings;
 
 use clap::CommandFactory;

@@ -256,7 +256,7 @@ pub async fn apply(cx: &Cx, planned: &[Planned], on_done: &(dyn Fn(&Change) + Sy
                 if wanted[i] && !started[i] && waits[i].is_empty() {
                     started[i] = true;
                     let p = &planned[i];
-                    running.push(async move { (i, p.resource.apply(cx, &p.seen).await) });
+                    running.push(async move { (i, apply_one(cx, p).await) });
                 }
             }
         }
@@ -282,6 +282,37 @@ pub async fn apply(cx: &Cx, planned: &[Planned], on_done: &(dyn Fn(&Change) + Sy
             .with_hint("this is a bug in karpctl; please report it"));
     }
     Ok(())
+}
+
+/// How many times a resource is observed again and re-applied after its create found it made.
+const RACES: usize = 3;
+
+/// Apply one resource. A create that finds its resource already made (AlreadyExists, or the
+/// instance-profile quota of a role added twice) lost a race: against its own earlier attempt
+/// whose reply was lost (the SDK's retry then meets the write that did happen), or against a
+/// concurrent karpctl. Either way the resource is observed again: karpctl's and as desired is
+/// done; karpctl's with drift (a role whose policies the other run has not attached yet) is
+/// applied again from the fresh observation; foreign is refused as at plan time.
+async fn apply_one(cx: &Cx, p: &Planned) -> Result<()> {
+    let mut fresh: Option<Observed> = None;
+    let mut races = 0;
+    loop {
+        let err = match p.resource.apply(cx, fresh.as_ref().unwrap_or(&p.seen)).await {
+            Ok(()) => return Ok(()),
+            Err(e) if crate::retry::lost_race(&e) && races < RACES => e,
+            Err(e) => return Err(e),
+        };
+        races += 1;
+        let seen = p.resource.observe(cx).await?;
+        tracing::debug!("{}: {err}; observed again: {seen:?}", p.change.resource);
+        match seen.presence {
+            Presence::Owned | Presence::Shared if seen.drift.is_empty() => return Ok(()),
+            Presence::Owned | Presence::Shared => fresh = Some(seen),
+            Presence::Foreign => return Err(foreign_error(std::slice::from_ref(&p.change.resource))),
+            // Not visible yet (IAM reads lag its writes): try again, within `RACES`.
+            Presence::Absent => fresh = None,
+        }
+    }
 }
 
 /// For each resource, the changing resources of the set it must wait for (indices). A

@@ -204,7 +204,8 @@ fn cluster_checks(c: &ClusterInfo, karpenter_version: &str) -> Vec<Check> {
         format!("calling as {} (account {})", c.caller.arn, c.caller.account),
     )];
     out.push(match c.require_installable() {
-        Ok(()) => Check::new("cluster.status", Status::Pass, format!("{} is ACTIVE in {}", c.name, c.region)),
+        Ok(None) => Check::new("cluster.status", Status::Pass, format!("{} is ACTIVE in {}", c.name, c.region)),
+        Ok(Some(warning)) => Check::new("cluster.status", Status::Warn, warning),
         Err(e) => {
             let check = Check::new("cluster.status", Status::Fail, e.message);
             match e.hint {

@@ -34,7 +34,9 @@ pub async fn run(g: &GlobalArgs, a: &InitArgs, hooks: &Hooks) -> Result<Report> 
     }
     let aws = Aws::connect(&settings::aws_options(g)?, hooks).await?;
     let info = cluster::discover(&aws, &cluster_name).await?;
-    info.require_installable()?;
+    if let Some(w) = info.require_installable()? {
+        output::warn(&w);
+    }
     let desired = Desired::new(opts.target_for(&info))?;
     for (full, short) in desired.names.shortened() {
         output::warn(&format!("name {full} is too long; using {short}"));

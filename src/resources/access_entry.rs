@@ -5,9 +5,10 @@
 use async_trait::async_trait;
 
 use super::ignore_gone;
-use super::{fresh_iam_error, retry_fresh, tag_map, Cx, Drift, Observed, Presence, Resource};
+use super::{tag_map, Cx, Drift, Observed, Presence, Resource};
 use crate::desired::Desired;
 use crate::error::{Error, Result, ResultExt};
+use crate::retry::{classify, patiently};
 
 /// The node role's access entry type.
 pub const NODE_ENTRY_TYPE: &str = "EC2_LINUX";
@@ -32,7 +33,9 @@ impl AccessEntry {
     }
 
     async fn create(&self, cx: &Cx) -> Result<()> {
-        retry_fresh(fresh_iam_error, || async {
+        // EKS cannot see a role IAM has just made: "principalArn is invalid" until it can.
+        let what = format!("role {} to EKS", self.principal.rsplit('/').next().unwrap_or(""));
+        patiently(&what, classify, || async {
             cx.aws
                 .eks
                 .create_access_entry()

@@ -9,6 +9,7 @@ use super::ignore_gone;
 use super::{Cx, Drift, Observed, Presence, Resource};
 use crate::desired::Desired;
 use crate::error::{Error, ErrorKind, Result, ResultExt};
+use crate::retry::{classify, patiently};
 
 /// The target id the reference template uses.
 pub const TARGET_ID: &str = "KarpenterInterruptionQueueTarget";
@@ -162,8 +163,17 @@ impl Resource for EventRule {
     }
 
     async fn delete(&self, cx: &Cx, _seen: &Observed) -> Result<()> {
+        // EventBridge refuses to delete a rule that still has targets, and for a moment after
+        // RemoveTargets it still sees them; RemoveTargets itself may fail some entries. So the
+        // whole removal is retried until the rule goes.
+        let what = format!("EventBridge rule {}", self.name);
+        patiently(&what, classify, || self.remove_targets_and_rule(cx)).await
+    }
+}
+
+impl EventRule {
+    async fn remove_targets_and_rule(&self, cx: &Cx) -> Result<()> {
         let ev = &cx.aws.events;
-        // EventBridge refuses to delete a rule that still has targets.
         let targets = ev.list_targets_by_rule().rule(&self.name).send().await.map_err(|e| {
             Error::aws(format!("failed to list targets of rule {}", self.name), "events:ListTargetsByRule", e)
         });
@@ -171,9 +181,18 @@ impl Resource for EventRule {
         let ids: Vec<String> = targets.targets().iter().map(|t| t.id().to_string()).collect();
         if !ids.is_empty() {
             let r = ev.remove_targets().rule(&self.name).set_ids(Some(ids)).send().await;
-            ignore_gone(r.map_err(|e| {
-                Error::aws(format!("failed to remove the targets of rule {}", self.name), "events:RemoveTargets", e)
-            }))?;
+            let doing = format!("failed to remove the targets of rule {}", self.name);
+            let out = r.map_err(|e| Error::aws(doing.clone(), "events:RemoveTargets", e)).found()?;
+            let failed = out.as_ref().filter(|o| o.failed_entry_count() > 0).and_then(|o| o.failed_entries().first());
+            if let Some(failed) = failed {
+                // A failed entry carries the error an API call would have (ConcurrentModification,
+                // InternalException): classified the same way, so the wait covers it.
+                let code = failed.error_code().unwrap_or("InternalException").to_string();
+                let cause = format!("{code}: {}", failed.error_message().unwrap_or("no reason given"));
+                let mut e = Error::new(crate::error::classify(&code, &cause), doing).with_cause(cause);
+                e.code = Some(code);
+                return Err(e);
+            }
         }
         let r = ev.delete_rule().name(&self.name).send().await;
         ignore_gone(r.map_err(|e| Error::aws(format!("failed to delete rule {}", self.name), "events:DeleteRule", e)))

@@ -49,6 +49,8 @@ impl HelmRelease {
             id(ns, CRDS),
             format!("iam-role/{}", d.names.controller_role.name),
             format!("pod-identity-association/{ns}/{SERVICE_ACCOUNT}"),
+            // Without a running agent the controller gets no credentials and hangs at start.
+            super::pod_identity_agent::PodIdentityAgent.id(),
             format!("sqs-queue/{}", d.names.queue.name),
         ];
         HelmRelease { name: CONTROLLER, namespace: ns.clone(), depends }

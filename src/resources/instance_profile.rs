@@ -4,9 +4,10 @@
 use async_trait::async_trait;
 
 use super::ignore_gone;
-use super::{fresh_iam_error, iam_owned, iam_tags, retry_fresh, Cx, Drift, Observed, Presence, Resource};
+use super::{iam_owned, iam_tags, Cx, Drift, Observed, Presence, Resource};
 use crate::desired::Desired;
 use crate::error::{Error, Result, ResultExt};
+use crate::retry::{classify_fresh, patiently};
 
 /// The instance profile.
 #[derive(Debug, Clone)]
@@ -29,7 +30,8 @@ impl InstanceProfile {
     }
 
     async fn add_role(&self, cx: &Cx) -> Result<()> {
-        retry_fresh(fresh_iam_error, || async {
+        let what = format!("role {} and instance profile {}", self.role, self.name);
+        patiently(&what, classify_fresh, || async {
             cx.aws
                 .iam
                 .add_role_to_instance_profile()

@@ -7,6 +7,7 @@ use super::ignore_gone;
 use super::{iam_owned, iam_tags, parse_policy, policy_eq, Cx, Drift, Observed, Presence, Resource};
 use crate::desired::Desired;
 use crate::error::{Error, ErrorKind, Result, ResultExt};
+use crate::retry::{classify, patiently};
 
 /// IAM keeps at most five versions of a managed policy.
 const MAX_VERSIONS: usize = 5;
@@ -147,10 +148,15 @@ impl Resource for ManagedPolicy {
         });
         let Some(entities) = entities.found()? else { return Ok(()) };
         for role in entities.policy_roles().iter().filter_map(|r| r.role_name()) {
-            let r = iam.detach_role_policy().role_name(role).policy_arn(arn).send().await;
-            ignore_gone(r.map_err(|e| {
-                Error::aws(format!("failed to detach {} from {role}", self.name), "iam:DetachRolePolicy", e)
-            }))?;
+            let busy = format!("role {role}");
+            ignore_gone(
+                patiently(&busy, classify, || async {
+                    iam.detach_role_policy().role_name(role).policy_arn(arn).send().await.map_err(|e| {
+                        Error::aws(format!("failed to detach {} from {role}", self.name), "iam:DetachRolePolicy", e)
+                    })
+                })
+                .await,
+            )?;
         }
         for user in entities.policy_users().iter().filter_map(|u| u.user_name()) {
             let r = iam.detach_user_policy().user_name(user).policy_arn(arn).send().await;

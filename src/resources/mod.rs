@@ -19,10 +19,8 @@ pub mod role;
 pub mod spot_role;
 
 use std::any::Any;
-use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -294,36 +292,6 @@ fn normalize(v: &Value) -> Value {
     }
 }
 
-/// Retry a call that can fail right after a dependency was created, because IAM is eventually
-/// consistent (a fresh role is briefly unknown to EC2, EKS or IAM itself). Only errors for which
-/// `transient` answers true are retried, a bounded number of times with growing waits.
-pub async fn retry_fresh<T, F, Fut>(transient: impl Fn(&Error) -> bool, mut call: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T>>,
-{
-    let mut wait = Duration::from_millis(250);
-    let mut attempt = 1;
-    loop {
-        match call().await {
-            Err(e) if attempt < 8 && transient(&e) => {
-                tracing::debug!("retrying after {wait:?}: {e}");
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(5));
-                attempt += 1;
-            }
-            other => return other,
-        }
-    }
-}
-
-/// The errors that follow a fresh IAM create: "no such entity" or EKS's "invalid parameter"
-/// naming a principal it cannot see yet.
-pub fn fresh_iam_error(e: &Error) -> bool {
-    e.kind == ErrorKind::NotFound
-        || matches!(e.code.as_deref(), Some("InvalidParameterException") | Some("MalformedPolicyDocument"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -344,31 +312,5 @@ mod tests {
         assert_eq!(v, json!({"Version": "2012-10-17"}));
         assert_eq!(parse_policy("{\"a\": 1}").unwrap(), json!({"a": 1}));
         assert!(parse_policy("%7Bnot json").is_err());
-    }
-
-    #[tokio::test]
-    async fn retry_fresh_retries_only_transient_errors() {
-        let mut n = 0;
-        let r: Result<u32> = retry_fresh(fresh_iam_error, || {
-            n += 1;
-            let attempt = n;
-            async move {
-                if attempt < 3 {
-                    Err(Error::new(ErrorKind::NotFound, "not yet"))
-                } else {
-                    Ok(attempt)
-                }
-            }
-        })
-        .await;
-        assert_eq!(r.unwrap(), 3);
-        let mut m = 0;
-        let r: Result<u32> = retry_fresh(fresh_iam_error, || {
-            m += 1;
-            async { Err(Error::new(ErrorKind::AccessDenied, "no")) }
-        })
-        .await;
-        assert!(r.is_err());
-        assert_eq!(m, 1);
     }
 }

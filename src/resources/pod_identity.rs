@@ -4,9 +4,10 @@
 use async_trait::async_trait;
 
 use super::ignore_gone;
-use super::{fresh_iam_error, retry_fresh, tag_map, Cx, Drift, Observed, Presence, Resource};
+use super::{tag_map, Cx, Drift, Observed, Presence, Resource};
 use crate::desired::{AuthMode, Desired, SERVICE_ACCOUNT};
 use crate::error::{Error, Result};
+use crate::retry::{classify, patiently};
 
 /// The association for `NS/karpenter`.
 #[derive(Debug, Clone)]
@@ -90,8 +91,10 @@ impl Resource for PodIdentityAssociation {
 
     async fn apply(&self, cx: &Cx, seen: &Observed) -> Result<()> {
         let eks = &cx.aws.eks;
+        // EKS cannot see a role IAM has just made: "Role provided in the request does not exist".
+        let what = format!("role {} to EKS", self.role_arn.rsplit('/').next().unwrap_or(""));
         let Some(f) = seen.facts::<Facts>() else {
-            return retry_fresh(fresh_iam_error, || async {
+            return patiently(&what, classify, || async {
                 eks.create_pod_identity_association()
                     .cluster_name(&cx.cluster.name)
                     .namespace(&self.namespace)
@@ -120,15 +123,22 @@ impl Resource for PodIdentityAssociation {
                 .map_err(|e| Error::aws("failed to tag the Pod Identity association", "eks:TagResource", e))?;
         }
         if f.role_differs {
-            eks.update_pod_identity_association()
-                .cluster_name(&cx.cluster.name)
-                .association_id(&f.id)
-                .role_arn(&self.role_arn)
-                .send()
-                .await
-                .map_err(|e| {
-                    Error::aws("failed to update the Pod Identity association", "eks:UpdatePodIdentityAssociation", e)
-                })?;
+            patiently(&what, classify, || async {
+                eks.update_pod_identity_association()
+                    .cluster_name(&cx.cluster.name)
+                    .association_id(&f.id)
+                    .role_arn(&self.role_arn)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        Error::aws(
+                            "failed to update the Pod Identity association",
+                            "eks:UpdatePodIdentityAssociation",
+                            e,
+                        )
+                    })
+            })
+            .await?;
         }
         Ok(())
     }

@@ -10,6 +10,7 @@ use super::ignore_gone;
 use super::{parse_policy, policy_eq, tag_map, Cx, Drift, Observed, Presence, Resource};
 use crate::desired::Desired;
 use crate::error::{Error, Result, ResultExt};
+use crate::retry::{classify, patiently};
 
 /// The attributes karpctl sets, besides the policy.
 const RETENTION: &str = "300";
@@ -66,8 +67,10 @@ impl Resource for Queue {
             sqs.get_queue_attributes().queue_url(&url).attribute_names(QueueAttributeName::All).send(),
             sqs.list_queue_tags().queue_url(&url).send()
         );
+        // Just after a DeleteQueue, SQS may still hand out the URL of a queue that is gone.
         let attrs = attrs
-            .map_err(|e| Error::aws(format!("failed to read SQS queue {}", self.name), "sqs:GetQueueAttributes", e))?;
+            .map_err(|e| Error::aws(format!("failed to read SQS queue {}", self.name), "sqs:GetQueueAttributes", e));
+        let Some(attrs) = attrs.found()? else { return Ok(Observed::absent()) };
         let tags = tags.map_err(|e| {
             Error::aws(format!("failed to read tags of SQS queue {}", self.name), "sqs:ListQueueTags", e)
         })?;
@@ -100,9 +103,15 @@ impl Resource for Queue {
             for (k, v) in Queue::desired_attributes(cx) {
                 req = req.attributes(k, v);
             }
-            req.send()
-                .await
-                .map_err(|e| Error::aws(format!("failed to create SQS queue {}", self.name), "sqs:CreateQueue", e))?;
+            // After a teardown SQS keeps the name for 60 s (QueueDeletedRecently).
+            let what = format!("queue {}", self.name);
+            patiently(&what, classify, || async {
+                req.clone()
+                    .send()
+                    .await
+                    .map_err(|e| Error::aws(format!("failed to create SQS queue {}", self.name), "sqs:CreateQueue", e))
+            })
+            .await?;
             return Ok(());
         };
         if seen.presence == Presence::Foreign {

@@ -5,11 +5,10 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::ignore_gone;
-use super::{
-    fresh_iam_error, iam_owned, iam_tags, parse_policy, policy_eq, retry_fresh, Cx, Drift, Observed, Resource,
-};
+use super::{iam_owned, iam_tags, parse_policy, policy_eq, Cx, Drift, Observed, Resource};
 use crate::desired::{Desired, NODE_MANAGED_POLICIES};
 use crate::error::{Error, ResultExt};
+use crate::retry::{classify, classify_fresh, patiently};
 
 /// Which of the two roles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,8 +66,10 @@ impl Role {
     }
 
     async fn attach(&self, cx: &Cx, arns: &[String]) -> Result<(), Error> {
-        let calls = arns.iter().map(|arn| {
-            retry_fresh(fresh_iam_error, move || async move {
+        // Concurrently: IAM answers ConcurrentModification to some, which then wait their turn.
+        let calls = arns.iter().map(|arn| async move {
+            let what = format!("role {} and policy {}", self.name, short(arn));
+            patiently(&what, classify_fresh, || async {
                 cx.aws.iam.attach_role_policy().role_name(&self.name).policy_arn(arn).send().await.map(|_| ()).map_err(
                     |e| {
                         Error::aws(
@@ -79,6 +80,7 @@ impl Role {
                     },
                 )
             })
+            .await
         });
         futures::future::try_join_all(calls).await.map(|_| ())
     }
@@ -123,7 +125,7 @@ impl Resource for Role {
         let mut drift = Vec::new();
         drift.extend(trust_drift);
         for p in &missing_policies {
-            drift.push(Drift::new(format!("policy {} not attached", p.rsplit('/').next().unwrap_or(p))));
+            drift.push(Drift::new(format!("policy {} not attached", short(p))));
         }
         Ok(Observed::present(owned, drift, Facts { missing_policies, trust_differs }))
     }
@@ -145,24 +147,32 @@ impl Resource for Role {
                 .map_err(|e| Error::aws(format!("failed to create IAM role {}", self.name), "iam:CreateRole", e))?;
             return self.attach(cx, &self.policies).await;
         };
+        let busy = format!("role {}", self.name);
         if seen.presence == super::Presence::Foreign {
-            iam.tag_role()
-                .role_name(&self.name)
-                .set_tags(Some(iam_tags(&cx.desired)?))
-                .send()
-                .await
-                .map_err(|e| Error::aws(format!("failed to tag IAM role {}", self.name), "iam:TagRole", e))?;
+            let tags = iam_tags(&cx.desired)?;
+            patiently(&busy, classify, || async {
+                iam.tag_role()
+                    .role_name(&self.name)
+                    .set_tags(Some(tags.clone()))
+                    .send()
+                    .await
+                    .map_err(|e| Error::aws(format!("failed to tag IAM role {}", self.name), "iam:TagRole", e))
+            })
+            .await?;
         }
         if f.trust_differs {
-            iam.update_assume_role_policy().role_name(&self.name).policy_document(&trust).send().await.map_err(
-                |e| {
-                    Error::aws(
-                        format!("failed to update the trust policy of {}", self.name),
-                        "iam:UpdateAssumeRolePolicy",
-                        e,
-                    )
-                },
-            )?;
+            patiently(&busy, classify, || async {
+                iam.update_assume_role_policy().role_name(&self.name).policy_document(&trust).send().await.map_err(
+                    |e| {
+                        Error::aws(
+                            format!("failed to update the trust policy of {}", self.name),
+                            "iam:UpdateAssumeRolePolicy",
+                            e,
+                        )
+                    },
+                )
+            })
+            .await?;
         }
         self.attach(cx, &f.missing_policies).await
     }
@@ -183,10 +193,15 @@ impl Resource for Role {
         );
         let attached = attached
             .map_err(|e| Error::aws(format!("failed to list policies of {name}"), "iam:ListAttachedRolePolicies", e))?;
+        let busy = format!("role {name}");
         for arn in attached.attached_policies().iter().filter_map(|p| p.policy_arn()) {
-            let r = iam.detach_role_policy().role_name(name).policy_arn(arn).send().await;
             ignore_gone(
-                r.map_err(|e| Error::aws(format!("failed to detach {arn} from {name}"), "iam:DetachRolePolicy", e)),
+                patiently(&busy, classify, || async {
+                    iam.detach_role_policy().role_name(name).policy_arn(arn).send().await.map_err(|e| {
+                        Error::aws(format!("failed to detach {arn} from {name}"), "iam:DetachRolePolicy", e)
+                    })
+                })
+                .await,
             )?;
         }
         let inline = inline
@@ -215,9 +230,23 @@ impl Resource for Role {
                 )
             }))?;
         }
-        let r = iam.delete_role().role_name(name).send().await;
-        ignore_gone(r.map_err(|e| Error::aws(format!("failed to delete IAM role {name}"), "iam:DeleteRole", e)))
+        // IAM answers DeleteConflict for a moment after the detaches (they settle eventually).
+        ignore_gone(
+            patiently(&busy, classify, || async {
+                iam.delete_role()
+                    .role_name(name)
+                    .send()
+                    .await
+                    .map_err(|e| Error::aws(format!("failed to delete IAM role {name}"), "iam:DeleteRole", e))
+            })
+            .await,
+        )
     }
+}
+
+/// A policy ARN's name, for messages.
+fn short(arn: &str) -> &str {
+    arn.rsplit('/').next().unwrap_or(arn)
 }
 
 /// The string values of every condition key ending in `suffix` (`:sub`, `:aud`) in a trust policy.

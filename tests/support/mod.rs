@@ -398,3 +398,22 @@ pub fn bin_command(endpoint: &str, args: &[&str]) -> Command {
         .stdin(Stdio::null());
     cmd
 }
+
+impl Env {
+    /// Switch on the emulator's strict behaviours for this account (`moto_ext.py`, section
+    /// "issue 12 (part a)"): `{"aws": true}` for all at AWS's values, or individual settings.
+    pub fn strict(&self, settings: serde_json::Value) {
+        let (code, text) = self.raw("POST", "/moto-api/karpctl/strict", "iam", &settings.to_string());
+        assert_eq!(code, 200, "strict settings: {text}");
+    }
+}
+
+/// Emulator windows short enough for tests, every strict behaviour on: what the resilience
+/// and strict tests run against.
+pub fn short_strict_windows() -> serde_json::Value {
+    serde_json::json!({
+        "aws": true, "iam_propagation": 0.5, "addon_create": 0.3, "addon_delete": 0.5,
+        "queue_deleted_recently": 1.5, "queue_url_linger": 0.3, "rule_targets_settle": 0.2,
+        "role_write_window": 0.02, "role_detach_settle": 0.2,
+    })
+}

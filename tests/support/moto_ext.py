@@ -389,3 +389,351 @@ def apply():
     for path in EXTRA_EKS_PATHS:
         eks_urls.url_paths["{0}" + path] = handler
     moto_api_urls.url_paths[CONTROL_PATH] = set_cluster_status
+
+
+# ============================================================================
+# issue 12 (part a): AWS's eventual consistency and asynchrony, switchable.
+#
+# Real AWS is slower to agree with itself than moto. Each behaviour below is
+# off unless switched on, per emulator account, with the test-only route
+#     POST /moto-api/karpctl/strict   (header x-moto-account-id: <account>)
+#     body: {"aws": true} for every behaviour at real AWS's values (STRICT_AWS),
+#           and/or individual keys of STRICT_OFF with values of their own;
+# or for every account with the environment variable KARPCTL_MOTO_STRICT
+# (the same JSON, read at start). Times are in seconds, from the write that
+# starts them. The behaviours and their sources:
+# - iam_propagation: for this long after CreateRole, EKS CreateAccessEntry
+#   answers InvalidParameterException "The specified principalArn is invalid:
+#   invalid principal." and Create/UpdatePodIdentityAssociation answer
+#   InvalidParameterException "Role provided in the request does not exist".
+#   Source: IAM user guide, "Changes that I make are not always immediately
+#   visible"; terraform-provider-aws retries both for 2 minutes
+#   (propagationTimeout, internal/service/eks).
+# - addon_create / addon_delete / addon_outcome: CreateAddon leaves the add-on
+#   CREATING this long, then addon_outcome (ACTIVE, CREATE_FAILED or DEGRADED,
+#   the last two with a health issue); DeleteAddon leaves it DELETING this
+#   long, during which CreateAddon answers ResourceInUseException "Addon X
+#   cannot be created as it is currently in DELETING state" (EKS API
+#   reference: Addon.status; the message is modelled on EKS's "Addon vpc-cni
+#   cannot be updated as it is currently in UPDATING state",
+#   awslabs/cdk-eks-blueprints#447).
+# - queue_deleted_recently: after DeleteQueue, CreateQueue of that name fails
+#   with AWS.SimpleQueueService.QueueDeletedRecently (SQS API reference,
+#   DeleteQueue: "you must wait at least 60 seconds"); queue_url_linger: for
+#   this long GetQueueUrl still answers with the deleted queue's URL, while
+#   GetQueueAttributes says NonExistentQueue (DeleteQueue: "the queue might
+#   still be visible for up to 60 seconds").
+# - rule_targets_settle: DeleteRule this soon after RemoveTargets answers
+#   ValidationException "Rule can't be deleted since it has targets."
+#   (EventBridge reference, RemoveTargets: "removed targets might continue to
+#   be invoked" for a short period); remove_targets_fail_first: the first
+#   RemoveTargets of each rule reports FailedEntryCount 1
+#   (ConcurrentModificationException) and removes nothing (RemoveTargets
+#   response: FailedEntries).
+# - role_write_window: a write to a role (Attach/DetachRolePolicy,
+#   PutRolePolicy, UpdateAssumeRolePolicy, TagRole, DeleteRole) this soon after
+#   another write to the same role answers 409 ConcurrentModification (IAM API
+#   reference, Errors; hashicorp/terraform-provider-aws retries it on role
+#   policy attachments).
+# - role_detach_settle: DeleteRole this soon after the role's last
+#   DetachRolePolicy answers 409 DeleteConflict "Cannot delete entity, must
+#   detach all policies first." (IAM DeleteRole; the detach is eventually
+#   consistent).
+# ============================================================================
+
+import os as _os
+import threading as _threading
+import time as _time
+
+import moto.events.urls as events_urls
+import moto.sqs.urls as sqs_urls
+from moto.events.responses import EventsHandler
+from moto.iam.exceptions import DeleteConflictException, IAMException
+from moto.sqs.exceptions import SQSException
+from moto.sqs.responses import SQSResponse
+
+STRICT_OFF = {
+    "iam_propagation": 0, "addon_create": 0, "addon_delete": 0, "addon_outcome": "ACTIVE",
+    "queue_deleted_recently": 0, "queue_url_linger": 0, "rule_targets_settle": 0,
+    "remove_targets_fail_first": False, "role_write_window": 0, "role_detach_settle": 0,
+}
+# Real AWS's values (where AWS documents one; the rest as observed).
+STRICT_AWS = {
+    **STRICT_OFF, "iam_propagation": 10, "addon_create": 20, "addon_delete": 20,
+    "queue_deleted_recently": 60, "queue_url_linger": 5, "rule_targets_settle": 2,
+    "remove_targets_fail_first": True, "role_write_window": 0.05, "role_detach_settle": 2,
+}
+STRICT_PATH = "{0}/moto-api/karpctl/strict$"
+_STRICT = {}          # account -> settings
+_EVENTS = {}          # (account, kind, key) -> monotonic time of the write
+_LOCK = _threading.Lock()
+
+
+def _settings_from(body):
+    base = dict(STRICT_AWS if body.get("aws") else STRICT_OFF)
+    base.update({k: v for k, v in body.items() if k in STRICT_OFF})
+    return base
+
+
+_DEFAULT = _settings_from(json.loads(_os.environ.get("KARPCTL_MOTO_STRICT") or "{}"))
+
+
+def _strict(account, key):
+    return _STRICT.get(account, _DEFAULT)[key]
+
+
+def _mark(account, kind, key):
+    with _LOCK:
+        _EVENTS[(account, kind, key)] = _time.monotonic()
+
+
+def _within(account, kind, key, setting):
+    """Whether the event (account, kind, key) happened less than `setting` seconds ago."""
+    window = _strict(account, setting)
+    at = _EVENTS.get((account, kind, key))
+    return bool(window) and at is not None and _time.monotonic() - at < window
+
+
+def set_strict(request, full_url, headers):
+    """Test-only: POST /moto-api/karpctl/strict {"aws": true, "iam_propagation": 1, ...}."""
+    if request.method != "POST":
+        return 405, {}, json.dumps({"message": "use POST"})
+    try:
+        body = json.loads(request.get_data(cache=True) or b"{}")
+    except ValueError:
+        return 400, {}, json.dumps({"message": "body must be JSON"})
+    unknown = sorted(set(body) - set(STRICT_OFF) - {"aws"})
+    if unknown:
+        return 400, {}, json.dumps({"message": f"unknown settings {unknown}; known: {sorted(STRICT_OFF)}"})
+    resp = BaseResponse(service_name="iam")
+    resp.setup_class(request, full_url, headers)
+    _STRICT[resp.current_account] = _settings_from(body)
+    return 200, {"Content-Type": "application/json"}, json.dumps(_STRICT[resp.current_account])
+
+
+class ConcurrentModificationException(IAMException):
+    code = "ConcurrentModification"
+    # moto finds an exception's error model from its module's package name.
+    __module__ = "moto.iam.exceptions"
+
+
+def _role_name(arn):
+    return (arn or "").rsplit("/", 1)[-1]
+
+
+class StrictIamResponse(KarpctlIamResponse):
+    """IAM with role propagation, concurrent-write conflicts and DeleteConflict."""
+
+    def _role_write(self):
+        name, account = self._get_param("RoleName"), self.current_account
+        with _LOCK:
+            at = _EVENTS.get((account, "role-write", name))
+            now = _time.monotonic()
+            if _strict(account, "role_write_window") and at is not None \
+                    and now - at < _strict(account, "role_write_window"):
+                raise ConcurrentModificationException(
+                    f"Rate exceeded: another request is modifying role {name}; try again")
+            _EVENTS[(account, "role-write", name)] = now
+
+    def create_role(self):
+        result = super().create_role()
+        _mark(self.current_account, "role-created", self._get_param("RoleName"))
+        return result
+
+    def attach_role_policy(self):
+        self._role_write()
+        return super().attach_role_policy()
+
+    def detach_role_policy(self):
+        self._role_write()
+        result = super().detach_role_policy()
+        _mark(self.current_account, "role-detached", self._get_param("RoleName"))
+        return result
+
+    def put_role_policy(self):
+        self._role_write()
+        return super().put_role_policy()
+
+    def update_assume_role_policy(self):
+        self._role_write()
+        return super().update_assume_role_policy()
+
+    def tag_role(self):
+        self._role_write()
+        return super().tag_role()
+
+    def delete_role(self):
+        name = self._get_param("RoleName")
+        if _within(self.current_account, "role-detached", name, "role_detach_settle"):
+            raise DeleteConflictException("Cannot delete entity, must detach all policies first.")
+        self._role_write()
+        return super().delete_role()
+
+
+def _unpropagated(account, role_arn):
+    return _within(account, "role-created", _role_name(role_arn), "iam_propagation")
+
+
+class StrictEKSResponse(KarpctlEKSResponse):
+    """EKS with IAM propagation and asynchronous add-ons."""
+
+    def create_access_entry(self):
+        if _unpropagated(self.current_account, self._body().get("principalArn")):
+            raise InvalidParameterException(message="The specified principalArn is invalid: invalid principal.")
+        return super().create_access_entry()
+
+    def create_pod_identity_association(self):
+        if _unpropagated(self.current_account, self._body().get("roleArn")):
+            raise InvalidParameterException(message="Role provided in the request does not exist")
+        return super().create_pod_identity_association()
+
+    def update_pod_identity_association(self):
+        if _unpropagated(self.current_account, self._body().get("roleArn")):
+            raise InvalidParameterException(message="Role provided in the request does not exist")
+        return super().update_pod_identity_association()
+
+    def _settle_addons(self, cluster):
+        """Move add-ons whose transition has run its time to where it ends."""
+        addons, now = _state(cluster, "addons"), _time.monotonic()
+        for name, addon in list(addons.items()):
+            until = addon.get("_until")
+            if until is None or now < until:
+                continue
+            if addon["status"] == "DELETING":
+                del addons[name]
+                continue
+            outcome = addon.pop("_outcome", "ACTIVE")
+            addon["status"] = outcome
+            if outcome != "ACTIVE":
+                addon["health"] = {"issues": [{
+                    "code": "InsufficientNumberOfReplicas",
+                    "message": "The add-on is unhealthy because it doesn't have the desired number of replicas.",
+                    "resourceIds": [name]}]}
+            del addon["_until"]
+
+    def _public(self, addon):
+        return {k: v for k, v in addon.items() if not k.startswith("_")}
+
+    def create_addon(self):
+        cluster, name, account = self._cluster(), self._body().get("addonName"), self.current_account
+        self._settle_addons(cluster)
+        existing = _state(cluster, "addons").get(name)
+        if existing is not None and existing["status"] == "DELETING":
+            raise ResourceInUseException(
+                message=f"Addon {name} cannot be created as it is currently in DELETING state",
+                clusterName=cluster.name, addonName=name)
+        result = super().create_addon()
+        wait = _strict(account, "addon_create")
+        if wait or _strict(account, "addon_outcome") != "ACTIVE":
+            addon = _state(cluster, "addons")[name]
+            addon.update({"status": "CREATING", "_until": _time.monotonic() + wait,
+                          "_outcome": _strict(account, "addon_outcome")})
+        return ActionResult({"addon": self._public(result.result["addon"])})
+
+    def describe_addon(self):
+        self._settle_addons(self._cluster())
+        return ActionResult({"addon": self._public(self._addon())})
+
+    def list_addons(self):
+        self._settle_addons(self._cluster())
+        return super().list_addons()
+
+    def delete_addon(self):
+        cluster = self._cluster()
+        self._settle_addons(cluster)
+        addon = self._addon()
+        wait = _strict(self.current_account, "addon_delete")
+        if not wait:
+            return super().delete_addon()
+        if addon["status"] != "DELETING":
+            addon.update({"status": "DELETING", "_until": _time.monotonic() + wait})
+        return ActionResult({"addon": self._public(addon)})
+
+    def _tagged(self):
+        item = super()._tagged()
+        return None if item is not None and item.get("status") == "DELETING" else item
+
+
+class QueueDeletedRecently(SQSException):
+    __module__ = "moto.sqs.exceptions"
+
+    def __init__(self):
+        super().__init__("AWS.SimpleQueueService.QueueDeletedRecently",
+                         "You must wait 60 seconds after deleting a queue before you can create "
+                         "another with the same name.")
+
+
+class StrictSQSResponse(SQSResponse):
+    """SQS that remembers deleted queue names for a while."""
+
+    def create_queue(self):
+        name = self._get_param("QueueName")
+        if _within(self.current_account, "queue-deleted", name, "queue_deleted_recently"):
+            raise QueueDeletedRecently()
+        return super().create_queue()
+
+    def get_queue_url(self):
+        name, account = self._get_param("QueueName"), self.current_account
+        if name not in self.sqs_backend.queues and _within(account, "queue-deleted", name, "queue_url_linger"):
+            url = f"{self.uri.split('://')[0]}://{self.headers.get('Host', 'localhost')}/{account}/{name}"
+            return ActionResult({"QueueUrl": url})
+        return super().get_queue_url()
+
+    def delete_queue(self):
+        name = self._get_queue_name()
+        result = super().delete_queue()
+        _mark(self.current_account, "queue-deleted", name)
+        return result
+
+
+class StrictEventsHandler(EventsHandler):
+    """EventBridge whose target removal takes a moment to be seen by DeleteRule."""
+
+    def remove_targets(self):
+        rule, account = self._get_param("Rule"), self.current_account
+        if _strict(account, "remove_targets_fail_first"):
+            with _LOCK:
+                first = (account, "targets-failed", rule) not in _EVENTS
+                _EVENTS.setdefault((account, "targets-failed", rule), _time.monotonic())
+            if first:
+                failed = [{"TargetId": i, "ErrorCode": "ConcurrentModificationException",
+                           "ErrorMessage": "the rule is being modified; try again"}
+                          for i in self._get_param("Ids") or []]
+                return json.dumps({"FailedEntryCount": len(failed), "FailedEntries": failed}), \
+                    self.response_headers
+        result = super().remove_targets()
+        _mark(account, "targets-removed", rule)
+        return result
+
+    def put_targets(self):
+        # A rule made again later is a new rule: its first removal may fail again.
+        with _LOCK:
+            _EVENTS.pop((self.current_account, "targets-failed", self._get_param("Rule")), None)
+        return super().put_targets()
+
+    def delete_rule(self):
+        if _within(self.current_account, "targets-removed", self._get_param("Name"), "rule_targets_settle"):
+            return self.error("ValidationException", "Rule can't be deleted since it has targets.")
+        return super().delete_rule()
+
+
+def apply_strict():
+    """Route IAM, EKS, SQS and EventBridge to the strict responses above (which do
+    nothing unless switched on), and add the switch route. Called by apply()."""
+    for pattern in iam_urls.url_paths:
+        iam_urls.url_paths[pattern] = StrictIamResponse.dispatch
+    for pattern in eks_urls.url_paths:
+        eks_urls.url_paths[pattern] = StrictEKSResponse.dispatch
+    for pattern in sqs_urls.url_paths:
+        sqs_urls.url_paths[pattern] = StrictSQSResponse().dispatch
+    for pattern in events_urls.url_paths:
+        events_urls.url_paths[pattern] = StrictEventsHandler.dispatch
+    moto_api_urls.url_paths[STRICT_PATH] = set_strict
+
+
+_apply_before_strict = apply
+
+
+def apply():  # noqa: F811 -- extends the apply() above
+    _apply_before_strict()
+    apply_strict()
