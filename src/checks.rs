@@ -81,6 +81,7 @@ pub const COMPATIBILITY: &[(u32, (u32, u32, u32))] = &[
     (33, (1, 5, 0)),
     (34, (1, 6, 0)),
     (35, (1, 9, 0)),
+    (36, (1, 13, 0)),
 ];
 
 fn parse_version(v: &str) -> Option<(u32, u32, u32)> {
@@ -147,6 +148,7 @@ mod tests {
         assert_eq!(compatibility("1.31", "1.0.5").status, Status::Pass);
         assert_eq!(compatibility("1.31", "1.0.4").status, Status::Fail);
         assert_eq!(compatibility("1.40", "1.14.1").status, Status::Warn);
+        assert_eq!(compatibility("1.36", "1.12.2").status, Status::Fail);
         assert_eq!(compatibility("1.20", "1.14.1").status, Status::Fail);
     }
 }

@@ -84,6 +84,10 @@ pub enum Command {
     Render(RenderArgs),
     /// Convert old Karpenter YAML (v1alpha5 Provisioner, v1alpha1 AWSNodeTemplate, v1beta1) to v1.
     Convert(ConvertArgs),
+    /// List the Karpenter versions karpctl knows (LTS lines, Kubernetes range, what each needs).
+    Versions,
+    /// Move an install to another supported Karpenter version, in the order the upgrade rules require.
+    Upgrade(UpgradeArgs),
     /// Print a shell completion script.
     Completions {
         /// The shell.
@@ -95,9 +99,12 @@ pub enum Command {
 /// What the install consists of; shared by `init` and `render` so both describe the same thing.
 #[derive(Debug, Clone, Args)]
 pub struct InstallArgs {
-    /// Karpenter version X.Y.Z (default: the version this karpctl is tested with).
+    /// Karpenter version X.Y.Z: any patch of a minor in `karpctl versions` (default: the newest there).
     #[arg(long, value_name = "X.Y.Z")]
     pub karpenter_version: Option<String>,
+    /// Accept a version outside karpctl's table, using the newest known minor's documents (warns).
+    #[arg(long)]
+    pub allow_unknown_version: bool,
     /// Namespace of the controller.
     #[arg(long, default_value = "kube-system")]
     pub namespace: String,
@@ -186,6 +193,17 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         return Err("the wait timeout must be more than zero".into());
     }
     Ok(std::time::Duration::from_millis(ms))
+}
+
+/// `karpctl upgrade`: `init`'s walk with the version to move to, refusing forbidden paths.
+#[derive(Debug, Clone, Args)]
+pub struct UpgradeArgs {
+    /// The version to move to (default: the newest in `karpctl versions`).
+    #[arg(long, value_name = "X.Y.Z", conflicts_with = "karpenter_version")]
+    pub to: Option<String>,
+    /// Everything init takes (the install's shape must match the install's).
+    #[command(flatten)]
+    pub init: InitArgs,
 }
 
 /// Which side `doctor` checks.

@@ -4,8 +4,10 @@
 
 use crate::error::{Error, Result};
 use crate::names::{self, fit, Name};
+use crate::versions::{self, Release, RuleSpec, ALL_RULES};
 
-/// The Karpenter version this release of karpctl renders for and is tested with.
+/// The Karpenter version this release of karpctl installs by default: the newest in the
+/// version table (`versions::newest`), spelled out for tests and docs.
 pub const DEFAULT_KARPENTER_VERSION: &str = "1.14.1";
 /// The controller's service account name (the chart's default, `karpenter`).
 pub const SERVICE_ACCOUNT: &str = "karpenter";
@@ -147,15 +149,6 @@ impl PolicyPart {
     }
 }
 
-/// The five interruption event rules: (kind used in the rule name, source, detail-type).
-pub const EVENT_RULES: [(&str, &str, &str); 5] = [
-    ("ScheduledChange", "aws.health", "AWS Health Event"),
-    ("SpotInterruption", "aws.ec2", "EC2 Spot Instance Interruption Warning"),
-    ("Rebalance", "aws.ec2", "EC2 Instance Rebalance Recommendation"),
-    ("InstanceStateChange", "aws.ec2", "EC2 Instance State-change Notification"),
-    ("CapacityReservationInterruption", "aws.ec2", "EC2 Capacity Reservation Instance Interruption Warning"),
-];
-
 /// The AWS managed policies the node role needs (karpenter-facts §3: all four).
 pub const NODE_MANAGED_POLICIES: [&str; 4] = [
     "AmazonEKS_CNI_Policy",
@@ -189,7 +182,8 @@ pub struct Target {
     pub default_nodepool: bool,
 }
 
-/// Names of everything karpctl manages for one cluster.
+/// Names of everything karpctl may manage for one cluster, for every known version (teardown
+/// removes a policy or rule an older or newer version used); `Desired` says which are wanted.
 #[derive(Debug, Clone)]
 pub struct Names {
     /// `KarpenterControllerRole-C`.
@@ -202,7 +196,7 @@ pub struct Names {
     pub instance_profile: Name,
     /// The interruption queue, named after the cluster.
     pub queue: Name,
-    /// `Karpenter-C-<Kind>`, in `EVENT_RULES` order.
+    /// `Karpenter-C-<Kind>`, in `versions::ALL_RULES` order.
     pub rules: Vec<Name>,
 }
 
@@ -218,9 +212,9 @@ impl Names {
                 .collect(),
             instance_profile: fit(&format!("KarpenterNodeInstanceProfile-{cluster}"), names::INSTANCE_PROFILE_NAME_MAX),
             queue: fit(cluster, names::QUEUE_NAME_MAX),
-            rules: EVENT_RULES
+            rules: ALL_RULES
                 .iter()
-                .map(|(k, _, _)| fit(&format!("Karpenter-{cluster}-{k}"), names::RULE_NAME_MAX))
+                .map(|r| fit(&format!("Karpenter-{cluster}-{}", r.kind), names::RULE_NAME_MAX))
                 .collect(),
         }
     }
@@ -241,6 +235,8 @@ pub struct Desired {
     pub target: Target,
     /// Every resource name.
     pub names: Names,
+    /// The version table entry whose documents apply to `target.karpenter_version`.
+    pub release: &'static Release,
 }
 
 impl Desired {
@@ -265,7 +261,23 @@ impl Desired {
             }
         }
         let names = Names::for_cluster(&target.cluster);
-        Ok(Desired { target, names })
+        let release = versions::documents_for(&target.karpenter_version);
+        Ok(Desired { target, names, release })
+    }
+
+    /// Whether this version uses the controller policy `part`.
+    pub fn wants_policy(&self, part: PolicyPart) -> bool {
+        self.release.policies.contains(&part)
+    }
+
+    /// The controller policies this version uses, with their names.
+    pub fn wanted_policies(&self) -> impl Iterator<Item = &(PolicyPart, Name)> {
+        self.names.policies.iter().filter(|(p, _)| self.wants_policy(*p))
+    }
+
+    /// The event rules this version uses, with their names.
+    pub fn wanted_rules(&self) -> impl Iterator<Item = (&'static RuleSpec, &Name)> {
+        ALL_RULES.iter().zip(&self.names.rules).filter(|(r, _)| self.release.rules.contains(r))
     }
 
     fn iam_arn(&self, kind: &str, name: &str) -> String {

@@ -20,6 +20,7 @@ pub mod render;
 pub mod resources;
 pub mod retry;
 pub mod settings;
+pub mod versions;
 
 use clap::CommandFactory;
 
@@ -36,6 +37,8 @@ pub async fn run(cli: &cli::Cli, hooks: &Hooks) -> Result<Report> {
         Command::Render(a) => commands::render::run(&cli.global, a, hooks).await,
         Command::Init(a) => commands::init::run(&cli.global, a, hooks).await,
         Command::Convert(a) => commands::convert::run(a),
+        Command::Versions => Ok(commands::versions::run()),
+        Command::Upgrade(a) => commands::upgrade::run(&cli.global, a, hooks).await,
         Command::Completions { shell } => {
             let mut buf = Vec::new();
             clap_complete::generate(*shell, &mut cli::Cli::command(), "karpctl", &mut buf);
@@ -52,6 +55,8 @@ pub fn command_name(cli: &cli::Cli) -> &'static str {
         cli::Command::Teardown(_) => "teardown",
         cli::Command::Render(_) => "render",
         cli::Command::Convert(_) => "convert",
+        cli::Command::Versions => "versions",
+        cli::Command::Upgrade(_) => "upgrade",
         cli::Command::Completions { .. } => "completions",
     }
 }

@@ -5,7 +5,7 @@
 use minijinja::{context, AutoEscape, Environment, UndefinedBehavior, Value as JValue};
 use serde_json::Value;
 
-use crate::desired::{issuer_host_path, AuthMode, Desired, PolicyPart, EVENT_RULES, SERVICE_ACCOUNT};
+use crate::desired::{issuer_host_path, AuthMode, Desired, PolicyPart, SERVICE_ACCOUNT};
 use crate::error::{Error, ErrorKind, Result};
 
 /// IAM's limit on a managed policy document, counted without white space.
@@ -68,11 +68,11 @@ pub struct Documents {
     pub controller_trust: Value,
     /// The node role's trust policy.
     pub node_trust: Value,
-    /// The six controller policies, in `PolicyPart::ALL` order, with their names.
+    /// The controller policies of the version, in `PolicyPart::ALL` order, with their names.
     pub policies: Vec<(PolicyPart, String, Value)>,
     /// The interruption queue's policy.
     pub queue_policy: Value,
-    /// The event rules' names and patterns, in `EVENT_RULES` order.
+    /// The version's event rules' names and patterns, in `versions::ALL_RULES` order.
     pub event_patterns: Vec<(String, Value)>,
     /// Helm values for the controller chart (YAML text as written to a values file).
     pub helm_values_yaml: String,
@@ -155,13 +155,15 @@ impl Documents {
             controller_role_arn => d.controller_role_arn(),
             queue_name => d.names.queue.name,
             queue_arn => d.queue_arn(),
+            placement_groups => d.release.placement_groups,
+            instance_status => d.release.instance_status,
         };
         let trust_template = match t.auth {
             AuthMode::Irsa => "trust/irsa.json.j2",
             AuthMode::PodIdentity => "trust/pod-identity.json.j2",
         };
         let mut policies = Vec::new();
-        for (part, name) in &d.names.policies {
+        for (part, name) in d.wanted_policies() {
             let doc = render_json(&env, part.template(), &ctx)?;
             let size = policy_size(&doc);
             if size > POLICY_SIZE_MAX {
@@ -173,8 +175,8 @@ impl Documents {
             policies.push((*part, name.name.clone(), doc));
         }
         let mut event_patterns = Vec::new();
-        for ((_, source, detail_type), name) in EVENT_RULES.iter().zip(&d.names.rules) {
-            let c = context! { source => source, detail_type => detail_type };
+        for (rule, name) in d.wanted_rules() {
+            let c = context! { source => rule.source, detail_type => rule.detail_type };
             event_patterns.push((name.name.clone(), render_json(&env, "event-pattern.json.j2", &c)?));
         }
         let docs = Documents {

@@ -4,9 +4,10 @@
 use crate::aws::AwsOptions;
 use crate::cli::{GlobalArgs, InstallArgs};
 use crate::cluster::ClusterInfo;
-use crate::desired::{AuthMode, Partition, Target, DEFAULT_KARPENTER_VERSION};
+use crate::desired::{AuthMode, Partition, Target};
 use crate::error::{Error, Result};
 use crate::names;
+use crate::versions;
 
 /// The install's shape, validated.
 #[derive(Debug, Clone)]
@@ -17,6 +18,8 @@ pub struct InstallOptions {
     pub auth: AuthMode,
     /// Karpenter version.
     pub karpenter_version: String,
+    /// Whether `--karpenter-version` was given (doctor otherwise checks the installed version).
+    pub version_given: bool,
     /// Interruption queue and rules wanted.
     pub interruption: bool,
     /// Default NodePool/EC2NodeClass wanted.
@@ -26,13 +29,13 @@ pub struct InstallOptions {
 impl InstallOptions {
     /// Validate the install flags.
     pub fn from_args(a: &InstallArgs) -> Result<Self> {
-        let karpenter_version = a.karpenter_version.clone().unwrap_or_else(|| DEFAULT_KARPENTER_VERSION.to_string());
-        names::validate_version(&karpenter_version)?;
+        let karpenter_version = versions::choose(a.karpenter_version.as_deref(), a.allow_unknown_version)?.version;
         names::validate_namespace(&a.namespace)?;
         Ok(InstallOptions {
             namespace: a.namespace.clone(),
             auth: a.auth,
             karpenter_version,
+            version_given: a.karpenter_version.is_some(),
             interruption: !a.no_interruption,
             default_nodepool: !a.no_default_nodepool,
         })

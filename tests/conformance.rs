@@ -1,7 +1,8 @@
-//! Conformance against the official Karpenter v1.14.1 reference (KARPCTL_REFERENCE_DIR): the
-//! controller policies statement for statement, the helm value keys, and the manifests against
-//! the CRD schemas. Skips with a printed reason when the variable is unset; fails when it is
-//! set but wrong.
+//! Conformance against the official Karpenter reference (KARPCTL_REFERENCE_DIR), for every
+//! version in its `versions/` folder and so every entry of karpctl's version table: the
+//! controller policies statement for statement in all three partitions, the event rules, the
+//! helm value keys, the CRD set, and the default manifests against that version's CRD schemas.
+//! Skips with a printed reason when the variable is unset; fails when it is set but wrong.
 
 #[path = "support/crd_schema.rs"]
 mod crd_schema;
@@ -11,6 +12,7 @@ use std::path::Path;
 
 use karpctl::desired::{AuthMode, Desired, Partition, Target, DEFAULT_KARPENTER_VERSION};
 use karpctl::render::{yaml_to_json, Documents};
+use karpctl::versions::{self, TABLE};
 use serde_json::Value;
 use serde_yaml_ng::Value as Yaml;
 
@@ -18,6 +20,10 @@ const ACCOUNT: &str = "111122223333";
 const CLUSTER: &str = "conformance-cluster";
 
 fn desired(partition: Partition, region: &str, auth: AuthMode) -> Desired {
+    desired_for(DEFAULT_KARPENTER_VERSION, partition, region, auth)
+}
+
+fn desired_for(version: &str, partition: Partition, region: &str, auth: AuthMode) -> Desired {
     Desired::new(Target {
         cluster: CLUSTER.into(),
         account: ACCOUNT.into(),
@@ -26,7 +32,7 @@ fn desired(partition: Partition, region: &str, auth: AuthMode) -> Desired {
         issuer: Some(format!("https://oidc.eks.{region}.amazonaws.com/id/EXAMPLE0123")),
         namespace: "kube-system".into(),
         auth,
-        karpenter_version: DEFAULT_KARPENTER_VERSION.into(),
+        karpenter_version: version.into(),
         interruption: true,
         default_nodepool: true,
     })
@@ -71,8 +77,30 @@ fn normalize(v: &Value) -> Value {
     }
 }
 
+/// Every `versions/X.Y.Z` directory of the reference, with its version; fails when the folder
+/// is missing or empty, since a set variable promises the files are there.
+fn version_dirs(root: &Path) -> Vec<(String, std::path::PathBuf)> {
+    let dir = root.join("versions");
+    let mut out: Vec<(String, std::path::PathBuf)> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{} is unreadable ({e}): the reference has no versions/ folder", dir.display()))
+        .map(|e| e.expect("read versions/ entry").path())
+        .filter(|p| p.is_dir())
+        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), p))
+        .collect();
+    out.sort_by_key(|(v, _)| versions::parse(v));
+    assert!(!out.is_empty(), "{} holds no version directories", dir.display());
+    out
+}
+
+const PARTITIONS: [(Partition, &str); 3] =
+    [(Partition::Aws, "eu-west-1"), (Partition::AwsCn, "cn-north-1"), (Partition::AwsUsGov, "us-gov-west-1")];
+
 fn check_policies(dir: &Path, partition: Partition, region: &str) {
-    let d = desired(partition, region, AuthMode::PodIdentity);
+    check_policies_for(DEFAULT_KARPENTER_VERSION, dir, partition, region, 6);
+}
+
+fn check_policies_for(version: &str, dir: &Path, partition: Partition, region: &str, count: usize) {
+    let d = desired_for(version, partition, region, AuthMode::PodIdentity);
     let docs = Documents::render(&d).unwrap();
     let ours: BTreeMap<String, Value> = docs.policies.iter().map(|(_, n, doc)| (n.clone(), doc.clone())).collect();
     let mut seen = 0;
@@ -83,17 +111,140 @@ fn check_policies(dir: &Path, partition: Partition, region: &str) {
         let props = &res["Properties"];
         let name = sub(&sub_string(&props["ManagedPolicyName"]), &d);
         let expected: Value = serde_json::from_str(&sub(&sub_string(&props["PolicyDocument"]), &d)).unwrap();
-        let got = ours.get(&name).unwrap_or_else(|| panic!("karpctl renders no policy named {name}"));
+        let got = ours.get(&name).unwrap_or_else(|| panic!("{version}: karpctl renders no policy named {name}"));
         let (exp_st, got_st) = (expected["Statement"].as_array().unwrap(), got["Statement"].as_array().unwrap());
-        assert_eq!(exp_st.len(), got_st.len(), "{name}: statement count");
+        assert_eq!(exp_st.len(), got_st.len(), "{version} {name}: statement count");
         for (e, g) in exp_st.iter().zip(got_st) {
-            assert_eq!(normalize(e), normalize(g), "{name}: statement {}", e["Sid"]);
+            assert_eq!(normalize(e), normalize(g), "{version} {name}: statement {}", e["Sid"]);
         }
-        assert_eq!(normalize(&expected), normalize(got), "{name}");
+        assert_eq!(normalize(&expected), normalize(got), "{version} {name}");
         seen += 1;
     }
-    assert_eq!(seen, 6, "the template has six controller policies");
-    assert_eq!(ours.len(), 6);
+    assert_eq!(seen, count, "{version}: the template's controller policies");
+    assert_eq!(ours.len(), seen, "{version}: karpctl renders a policy the template does not have");
+}
+
+/// The (source, detail-type) pairs of a template's event rules, sorted.
+fn template_rules(dir: &Path) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = template(dir)
+        .iter()
+        .filter(|(_, r)| r.get("Type").and_then(Yaml::as_str) == Some("AWS::Events::Rule"))
+        .map(|(_, r)| {
+            let p = &r["Properties"]["EventPattern"];
+            (p["source"][0].as_str().unwrap().to_string(), p["detail-type"][0].as_str().unwrap().to_string())
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn our_rules(docs: &Documents) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = docs
+        .event_patterns
+        .iter()
+        .map(|(_, p)| (p["source"][0].as_str().unwrap().into(), p["detail-type"][0].as_str().unwrap().into()))
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn the_version_table_has_exactly_the_reference_versions() {
+    let Some(root) = crd_schema::reference_dir() else { return };
+    let theirs: Vec<String> = version_dirs(&root).into_iter().map(|(v, _)| v).collect();
+    let ours: Vec<String> = TABLE.iter().map(|r| r.version.to_string()).collect();
+    assert_eq!(ours, theirs);
+    for (v, dir) in version_dirs(&root) {
+        // Each chart's version equals its directory's name (SOURCE.md): the right files are there.
+        for chart in ["chart/Chart.yaml", "chart/karpenter-crd.Chart.yaml"] {
+            let text = std::fs::read_to_string(dir.join(chart)).unwrap_or_else(|e| panic!("{v}/{chart}: {e}"));
+            let doc: Yaml = serde_yaml_ng::from_str(&text).unwrap();
+            assert_eq!(doc["version"].as_str(), Some(v.as_str()), "{v}/{chart}");
+        }
+    }
+}
+
+#[test]
+fn every_versions_controller_policies_match_its_template_in_every_partition() {
+    let Some(root) = crd_schema::reference_dir() else { return };
+    for (v, dir) in version_dirs(&root) {
+        let count = template(&dir)
+            .iter()
+            .filter(|(_, r)| r.get("Type").and_then(Yaml::as_str) == Some("AWS::IAM::ManagedPolicy"))
+            .count();
+        for (partition, region) in PARTITIONS {
+            check_policies_for(&v, &dir, partition, region, count);
+        }
+    }
+}
+
+#[test]
+fn every_versions_event_rules_match_its_template() {
+    let Some(root) = crd_schema::reference_dir() else { return };
+    for (v, dir) in version_dirs(&root) {
+        let d = desired_for(&v, Partition::Aws, "eu-west-1", AuthMode::PodIdentity);
+        assert_eq!(our_rules(&Documents::render(&d).unwrap()), template_rules(&dir), "{v}");
+    }
+}
+
+/// The CRD names a directory of CRD files defines.
+fn crd_names(dir: &Path) -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir(dir.join("crds"))
+        .expect("read crds/")
+        .map(|e| {
+            let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
+            let doc: Yaml = serde_yaml_ng::from_str(&text).unwrap();
+            doc["metadata"]["name"].as_str().expect("CRD metadata.name").to_string()
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn every_versions_crd_set_matches_its_crd_chart() {
+    let Some(root) = crd_schema::reference_dir() else { return };
+    for (v, dir) in version_dirs(&root) {
+        let release = versions::lookup(&v).unwrap();
+        assert_eq!(release.crds, crd_names(&dir), "{v}");
+    }
+}
+
+#[test]
+fn every_versions_values_keys_exist_in_its_chart() {
+    let Some(root) = crd_schema::reference_dir() else { return };
+    for (v, dir) in version_dirs(&root) {
+        let release = versions::lookup(&v).unwrap();
+        let chart_text = std::fs::read_to_string(dir.join("chart/values.yaml")).expect("read values.yaml");
+        let chart = yaml_to_json("chart values", &chart_text).unwrap();
+        for key in release.values_keys {
+            assert!(exists_in_chart(&chart, key), "{v}: values key {key} is not in the chart's values.yaml");
+        }
+        for auth in [AuthMode::Irsa, AuthMode::PodIdentity] {
+            let d = desired_for(&v, Partition::Aws, "eu-west-1", auth);
+            let values = yaml_to_json("values", &Documents::render(&d).unwrap().helm_values_yaml).unwrap();
+            let mut paths = Vec::new();
+            leaf_paths(&values, "", &mut paths);
+            for p in &paths {
+                assert!(release.values_keys.contains(&p.as_str()), "{v}: karpctl sets {p}, missing from the table");
+                assert!(exists_in_chart(&chart, p), "{v}: helm value {p} does not exist in the chart's values.yaml");
+            }
+        }
+    }
+}
+
+#[test]
+fn every_versions_default_manifests_validate_against_its_crds() {
+    let Some(root) = crd_schema::reference_dir() else { return };
+    for (v, dir) in version_dirs(&root) {
+        let d = desired_for(&v, Partition::Aws, "eu-west-1", AuthMode::PodIdentity);
+        let docs = Documents::render(&d).unwrap();
+        for text in [&docs.node_pool_yaml, &docs.node_class_yaml] {
+            let manifest = yaml_to_json("manifest", text).unwrap();
+            let errors = crd_schema::validate_manifest(&dir, &manifest);
+            assert!(errors.is_empty(), "{v}: {} is invalid: {errors:?}", manifest["kind"]);
+        }
+    }
 }
 
 #[test]
@@ -137,22 +288,7 @@ fn node_role_queue_and_rules_match_the_reference_template() {
         assert_eq!(st[1]["Action"], "sqs:*");
         assert_eq!(st[1]["Principal"], "*");
         // Event patterns: the same five (source, detail-type) pairs.
-        let mut expected: Vec<(String, String)> = res
-            .iter()
-            .filter(|(_, r)| r.get("Type").and_then(Yaml::as_str) == Some("AWS::Events::Rule"))
-            .map(|(_, r)| {
-                let p = &r["Properties"]["EventPattern"];
-                (p["source"][0].as_str().unwrap().to_string(), p["detail-type"][0].as_str().unwrap().to_string())
-            })
-            .collect();
-        let mut ours: Vec<(String, String)> = docs
-            .event_patterns
-            .iter()
-            .map(|(_, p)| (p["source"][0].as_str().unwrap().into(), p["detail-type"][0].as_str().unwrap().into()))
-            .collect();
-        expected.sort();
-        ours.sort();
-        assert_eq!(ours, expected);
+        assert_eq!(our_rules(&docs), template_rules(&dir));
     }
 }
 

@@ -8,7 +8,7 @@ mod support;
 
 use std::collections::BTreeMap;
 
-use karpctl::desired::{AuthMode, EVENT_RULES};
+use karpctl::desired::AuthMode;
 use karpctl::resources::policy_eq;
 use karpctl::ErrorKind;
 use serde_json::{json, Value};
@@ -295,7 +295,9 @@ async fn fresh_init_creates_exactly_the_expected_set_with_the_rendered_content()
         ("InstanceStateChange", "aws.ec2", "EC2 Instance State-change Notification"),
         ("CapacityReservationInterruption", "aws.ec2", "EC2 Capacity Reservation Instance Interruption Warning"),
     ];
-    assert_eq!(EVENT_RULES, facts_table);
+    let ours: Vec<(&str, &str, &str)> =
+        karpctl::versions::ALL_RULES.iter().map(|r| (r.kind, r.source, r.detail_type)).collect();
+    assert_eq!(ours, facts_table);
     for (i, (kind, source, detail_type)) in facts_table.iter().enumerate() {
         let name = format!("Karpenter-demo-{kind}");
         let rule = &state["rules"][&name];

@@ -25,6 +25,9 @@ use crate::render::{policy_size, Documents, POLICY_SIZE_MAX};
 use crate::resources::helm_release::{HelmRelease, CONTROLLER};
 use crate::resources::{self, ClusterSide, Cx, Observed, Presence, Resource};
 use crate::settings::{self, InstallOptions};
+use crate::versions::lookup;
+
+use super::upgrade::Installed;
 
 /// Run `doctor`.
 pub async fn run(g: &GlobalArgs, a: &DoctorArgs, hooks: &Hooks) -> Result<Report> {
@@ -32,10 +35,9 @@ pub async fn run(g: &GlobalArgs, a: &DoctorArgs, hooks: &Hooks) -> Result<Report
     let opts = InstallOptions::from_args(&a.install)?;
     let aws = Aws::connect(&settings::aws_options(g)?, hooks).await?;
     let info = cluster::discover(&aws, &cluster_name).await?;
-    let mut checks = cluster_checks(&info, &opts.karpenter_version);
+    let mut checks = cluster_checks(&info);
     let desired = Desired::new(opts.target_for(&info))?;
     let docs = Documents::render(&desired)?;
-    let repair = repair_command(&desired);
     let cluster_side = match a.only {
         Some(Only::Aws) => ClusterSide::Off("--only aws".into()),
         None => match super::connect_cluster(&a.cluster, &info, &aws, ExtraValues::default(), false, &[]).await {
@@ -51,7 +53,18 @@ pub async fn run(g: &GlobalArgs, a: &DoctorArgs, hooks: &Hooks) -> Result<Report
             }
         },
     };
-    let cx = Cx { aws, desired, docs, cluster: info, cluster_side };
+    let mut cx = Cx { aws, desired, docs, cluster: info, cluster_side };
+    // Judge the install against the version it runs, not karpctl's newest, unless told otherwise.
+    let installed = Installed::observe(&cx).await?;
+    if let (false, Some(v)) = (opts.version_given, installed.controller.as_deref()) {
+        let mut t = cx.desired.target.clone();
+        t.karpenter_version = v.to_string();
+        cx.desired = Desired::new(t)?;
+        cx.docs = Documents::render(&cx.desired)?;
+    }
+    checks.push(checks::compatibility(&cx.cluster.version, &cx.desired.target.karpenter_version));
+    checks.extend(version_checks(&installed, &cx.desired));
+    let repair = repair_command(&cx.desired);
 
     let set = resources::desired_set(&cx.desired, &cx.cluster);
     let deps: Vec<Vec<String>> = set.iter().map(|r| r.depends_on()).collect();
@@ -197,7 +210,37 @@ fn repair_command(d: &Desired) -> String {
     cmd
 }
 
-fn cluster_checks(c: &ClusterInfo, karpenter_version: &str) -> Vec<Check> {
+/// The releases agree with each other and with the version table: a CRD chart behind the
+/// controller (or a version karpctl has no documents for) explains failures nothing else would.
+fn version_checks(installed: &Installed, d: &Desired) -> Vec<Check> {
+    let id = "karpenter.versions";
+    let v = &d.target.karpenter_version;
+    let check = match (installed.controller.as_deref(), installed.crds.as_deref()) {
+        (None, None) => return Vec::new(),
+        (Some(c), Some(k)) if c == k && lookup(c).is_some() => Check::new(
+            id,
+            Status::Pass,
+            format!("controller and CRD chart run {c} (documents of {})", d.release.version),
+        ),
+        (Some(c), Some(k)) if c == k => {
+            Check::new(id, Status::Warn, format!("Karpenter {c} is not in karpctl's version table"))
+                .with_hint(format!("checked against {}'s documents; see karpctl versions", d.release.version))
+        }
+        (c, k) => Check::new(
+            id,
+            Status::Fail,
+            format!(
+                "controller chart {}, CRD chart {}: they must match",
+                c.unwrap_or("missing"),
+                k.unwrap_or("missing")
+            ),
+        )
+        .with_hint(format!("run `karpctl upgrade --cluster {} --to {v}` to bring both to {v}", d.target.cluster)),
+    };
+    vec![check]
+}
+
+fn cluster_checks(c: &ClusterInfo) -> Vec<Check> {
     let mut out = vec![Check::new(
         "aws.credentials",
         Status::Pass,
@@ -214,7 +257,6 @@ fn cluster_checks(c: &ClusterInfo, karpenter_version: &str) -> Vec<Check> {
             }
         }
     });
-    out.push(checks::compatibility(&c.version, karpenter_version));
     out
 }
 

@@ -20,9 +20,18 @@ use crate::render::Documents;
 use crate::resources::helm_release::CONTROLLER;
 use crate::resources::{self, ClusterApi, ClusterSide, Cx};
 use crate::settings::{self, InstallOptions};
+use crate::versions::{self, UpgradePath};
+
+use super::upgrade::{self, Installed, Walk};
 
 /// Run `init`.
 pub async fn run(g: &GlobalArgs, a: &InitArgs, hooks: &Hooks) -> Result<Report> {
+    walk(g, a, hooks, Walk::Init).await
+}
+
+/// The walk `init` and `upgrade` share: the same set, in the same order, with the version
+/// checks (Kubernetes range, upgrade path) before the first write.
+pub(crate) async fn walk(g: &GlobalArgs, a: &InitArgs, hooks: &Hooks, walk: Walk) -> Result<Report> {
     // Everything the user typed is checked before the first AWS call.
     let cluster_name = settings::require_cluster(g)?;
     let opts = InstallOptions::from_args(&a.install)?;
@@ -38,6 +47,7 @@ pub async fn run(g: &GlobalArgs, a: &InitArgs, hooks: &Hooks) -> Result<Report> 
         output::warn(&w);
     }
     let desired = Desired::new(opts.target_for(&info))?;
+    versions::check_kubernetes(&info.version, &desired.target.karpenter_version, desired.release)?;
     for (full, short) in desired.names.shortened() {
         output::warn(&format!("name {full} is too long; using {short}"));
     }
@@ -67,6 +77,7 @@ pub async fn run(g: &GlobalArgs, a: &InitArgs, hooks: &Hooks) -> Result<Report> 
     let planned = planned.as_mut().map_err(|e| e.clone())?;
     // Shown in the order the changes are applied: dependency level, then the set's order.
     planned.sort_by_key(|p| p.level);
+    let path = upgrade::check_path(&Installed::from_planned(planned, &cx.desired.target.namespace), &cx.desired, walk)?;
     let blockers = plan::foreign(planned, a.adopt);
     if !blockers.is_empty() {
         return Err(plan::foreign_error(&blockers));
@@ -83,15 +94,16 @@ pub async fn run(g: &GlobalArgs, a: &InitArgs, hooks: &Hooks) -> Result<Report> 
     let changes: Vec<Change> = planned.iter().map(|p| p.change.clone()).collect();
     let pending = changes.iter().filter(|c| c.action.is_change()).count();
 
+    let view = View { command: walk.command(), path: path.as_ref() };
     if a.dry_run {
-        let mut report = report(&cx, &changes, true, None);
+        let mut report = report(&cx, &changes, true, None, &view);
         if a.detailed_exitcode && pending > 0 {
             report.exit_code = 3;
         }
         return Ok(report);
     }
     if pending > 0 && !g.yes {
-        confirm(&cx, &changes, pending, hooks.interactive).await?;
+        confirm(&cx, &changes, pending, hooks.interactive, &view).await?;
     }
     let bar = output::spinner(&format!("applying {pending} changes"));
     let result = plan::apply(&cx, planned, &|c: &Change| {
@@ -99,16 +111,25 @@ pub async fn run(g: &GlobalArgs, a: &InitArgs, hooks: &Hooks) -> Result<Report> 
     })
     .await;
     bar.finish_and_clear();
-    result.map_err(|e| e.resumable("init"))?;
+    result.map_err(|e| e.resumable(walk.command()))?;
+    let mut changes = changes;
     if let Ok(api) = cx.api() {
         let timeout = a.wait_timeout;
         wait_until_ready(&cx, api, Wait { interval: Wait::INSTALL.interval.min(timeout), timeout }).await?;
+        // Only now does the new controller run: what it no longer needs can go.
+        changes.extend(upgrade::retire(&cx).await.map_err(|e| e.resumable(walk.command()))?);
     }
     let emitted = match &a.emit {
         Some(dir) => Some(emit(&cx, dir, &extra)?),
         None => None,
     };
-    Ok(report(&cx, &changes, false, emitted))
+    Ok(report(&cx, &changes, false, emitted, &view))
+}
+
+/// What the plan text and report say beyond the changes.
+struct View<'a> {
+    command: &'static str,
+    path: Option<&'a UpgradePath>,
 }
 
 /// Wait until the controller runs and the default EC2NodeClass is Ready, or say which
@@ -126,7 +147,7 @@ async fn wait_until_ready(cx: &Cx, api: &ClusterApi, wait: Wait) -> Result<()> {
 }
 
 /// Ask before the first write; without a terminal, refuse (a CI job must say `--yes`).
-async fn confirm(cx: &Cx, changes: &[Change], pending: usize, interactive: bool) -> Result<()> {
+async fn confirm(cx: &Cx, changes: &[Change], pending: usize, interactive: bool, view: &View<'_>) -> Result<()> {
     if !interactive {
         return Err(Error::new(
             ErrorKind::Refused,
@@ -134,7 +155,7 @@ async fn confirm(cx: &Cx, changes: &[Change], pending: usize, interactive: bool)
         )
         .with_hint("review them with --dry-run, then run again with --yes"));
     }
-    eprint!("{}", plan_text(cx, changes, true));
+    eprint!("{}", plan_text(cx, changes, true, view));
     let prompt = format!("Apply {pending} changes in account {} ({})?", cx.cluster.caller.account, cx.cluster.region);
     let answer = output::ask(move || dialoguer::Confirm::new().with_prompt(prompt).default(false).interact()).await?;
     if answer {
@@ -156,7 +177,7 @@ fn past(a: Action) -> &'static str {
 }
 
 /// The plan as text: one line per resource, then a summary.
-fn plan_text(cx: &Cx, changes: &[Change], dry_run: bool) -> String {
+fn plan_text(cx: &Cx, changes: &[Change], dry_run: bool, view: &View<'_>) -> String {
     let c = &cx.cluster;
     let mut out = format!(
         "Cluster {} ({}, account {}, authentication {}, controller auth {})\n",
@@ -169,6 +190,9 @@ fn plan_text(cx: &Cx, changes: &[Change], dry_run: bool) -> String {
             crate::desired::AuthMode::PodIdentity => "pod-identity",
         }
     );
+    for line in view.path.map(UpgradePath::describe).unwrap_or_default() {
+        let _ = writeln!(out, "{line}");
+    }
     let width = changes.iter().map(|c| c.resource.len()).max().unwrap_or(0);
     for ch in changes {
         let action = match ch.action {
@@ -182,7 +206,12 @@ fn plan_text(cx: &Cx, changes: &[Change], dry_run: bool) -> String {
     }
     let count = |a: Action| changes.iter().filter(|c| c.action == a).count();
     let (create, update, adopt) = (count(Action::Create), count(Action::Update), count(Action::Adopt));
-    let (none, skip) = (count(Action::None), count(Action::Skip));
+    let (none, skip, delete) = (count(Action::None), count(Action::Skip), count(Action::Delete));
+    let _ = if delete > 0 {
+        writeln!(out, "Removed {delete} no longer used by Karpenter {}.", cx.desired.target.karpenter_version)
+    } else {
+        Ok(())
+    };
     let _ = if create + update + adopt == 0 {
         writeln!(out, "Nothing to change: {none} up to date, {skip} skipped.")
     } else if dry_run {
@@ -196,8 +225,8 @@ fn plan_text(cx: &Cx, changes: &[Change], dry_run: bool) -> String {
     out
 }
 
-fn report(cx: &Cx, changes: &[Change], dry_run: bool, emitted: Option<Vec<PathBuf>>) -> Report {
-    let mut text = plan_text(cx, changes, dry_run);
+fn report(cx: &Cx, changes: &[Change], dry_run: bool, emitted: Option<Vec<PathBuf>>, view: &View<'_>) -> Report {
+    let mut text = plan_text(cx, changes, dry_run, view);
     let cluster_side = match (&emitted, dry_run) {
         (Some(files), _) => {
             let _ = writeln!(
@@ -213,9 +242,13 @@ fn report(cx: &Cx, changes: &[Change], dry_run: bool, emitted: Option<Vec<PathBu
             json!({"status": "ready"})
         }
     };
-    let mut r = Report::raw("init", text);
+    let mut r = Report::raw(view.command, text);
     r.raw = false;
     r.body.insert("cluster".into(), json!(cx.cluster.name));
+    r.body.insert("karpenter_version".into(), json!(cx.desired.target.karpenter_version));
+    if let Some(path) = view.path {
+        r.body.insert("upgrade".into(), json!(path));
+    }
     r.body.insert("dry_run".into(), json!(dry_run));
     r.body.insert("changes".into(), json!(changes));
     r.body.insert("cluster_side".into(), cluster_side);

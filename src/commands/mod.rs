@@ -6,6 +6,8 @@ pub mod init;
 pub mod render;
 pub mod smoke;
 pub mod teardown;
+pub mod upgrade;
+pub mod versions;
 
 use crate::aws::Aws;
 use crate::cli::ClusterArgs;

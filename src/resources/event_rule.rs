@@ -17,7 +17,6 @@ pub const TARGET_ID: &str = "KarpenterInterruptionQueueTarget";
 /// An event rule.
 #[derive(Debug, Clone)]
 pub struct EventRule {
-    index: usize,
     name: String,
     queue_id: String,
 }
@@ -30,15 +29,16 @@ struct Facts {
 }
 
 impl EventRule {
-    /// Rule `index` of `EVENT_RULES`, named `name`.
-    pub fn new(d: &Desired, index: usize, name: &str) -> Self {
-        EventRule { index, name: name.to_string(), queue_id: format!("sqs-queue/{}", d.names.queue.name) }
+    /// The rule named `name` (one of `Names::rules`).
+    pub fn new(d: &Desired, name: &str) -> Self {
+        EventRule { name: name.to_string(), queue_id: format!("sqs-queue/{}", d.names.queue.name) }
     }
 
     fn pattern<'a>(&self, cx: &'a Cx) -> Result<&'a Value> {
         cx.docs
             .event_patterns
-            .get(self.index)
+            .iter()
+            .find(|(n, _)| *n == self.name)
             .map(|(_, p)| p)
             .ok_or_else(|| Error::new(ErrorKind::Render, format!("no event pattern rendered for rule {}", self.name)))
     }
@@ -97,7 +97,13 @@ impl Resource for EventRule {
     }
 
     fn not_wanted(&self, cx: &Cx) -> Option<String> {
-        (!cx.desired.target.interruption).then(|| "--no-interruption".to_string())
+        if !cx.desired.target.interruption {
+            return Some("--no-interruption".to_string());
+        }
+        // Rendered only for the versions that use the rule.
+        self.pattern(cx)
+            .is_err()
+            .then(|| format!("{} {}", crate::versions::NOT_USED, cx.desired.target.karpenter_version))
     }
 
     async fn observe(&self, cx: &Cx) -> Result<Observed> {

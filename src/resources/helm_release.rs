@@ -29,6 +29,8 @@ pub struct HelmRelease {
 struct Facts {
     /// The values the release was installed with (`helm get values`).
     values: Value,
+    /// The chart version installed.
+    version: String,
 }
 
 /// The id of a release.
@@ -37,9 +39,14 @@ pub fn id(namespace: &str, name: &str) -> String {
 }
 
 impl HelmRelease {
-    /// The CRD chart.
+    /// The CRD chart, after the controller permissions and event rules of its version: an
+    /// upgrade grants the new version what it needs before anything of it runs.
     pub fn crds(d: &Desired) -> Self {
-        HelmRelease { name: CRDS, namespace: d.target.namespace.clone(), depends: Vec::new() }
+        let mut depends: Vec<String> = d.wanted_policies().map(|(_, n)| format!("iam-policy/{}", n.name)).collect();
+        if d.target.interruption {
+            depends.extend(d.wanted_rules().map(|(_, n)| format!("event-rule/{}", n.name)));
+        }
+        HelmRelease { name: CRDS, namespace: d.target.namespace.clone(), depends }
     }
 
     /// The controller chart, after its CRDs and the identity and queue it starts with.
@@ -127,7 +134,7 @@ impl Resource for HelmRelease {
         if self.name == CONTROLLER && values != helm::effective_values(&cx.docs.helm_values_yaml, &api.extra)? {
             drift.push(Drift::new("values differ"));
         }
-        Ok(Observed::present(owned, drift, Facts { values }))
+        Ok(Observed::present(owned, drift, Facts { values, version }))
     }
 
     async fn apply(&self, cx: &Cx, _seen: &Observed) -> Result<()> {
@@ -153,5 +160,10 @@ impl HelmRelease {
     /// The values an observed release was installed with, so doctor reads them once.
     pub fn installed_values(seen: &Observed) -> Option<&Value> {
         seen.facts::<Facts>().map(|f| &f.values)
+    }
+
+    /// The chart version an observed release runs, for upgrade paths and doctor.
+    pub fn installed_version(seen: &Observed) -> Option<&str> {
+        seen.facts::<Facts>().map(|f| f.version.as_str())
     }
 }

@@ -72,6 +72,13 @@ impl Resource for ManagedPolicy {
         format!("iam-policy/{}", self.name)
     }
 
+    fn not_wanted(&self, cx: &Cx) -> Option<String> {
+        // Rendered only for the versions that use the policy.
+        self.document(cx)
+            .is_err()
+            .then(|| format!("{} {}", crate::versions::NOT_USED, cx.desired.target.karpenter_version))
+    }
+
     async fn observe(&self, cx: &Cx) -> Result<Observed> {
         let iam = &cx.aws.iam;
         let got = iam

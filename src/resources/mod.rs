@@ -217,8 +217,10 @@ pub fn desired_set(d: &Desired, cluster: &ClusterInfo) -> Vec<Box<dyn Resource>>
     }
     set.push(Box::new(spot_role::SpotServiceLinkedRole));
     set.push(Box::new(queue::Queue::new(d)));
-    for (i, name) in d.names.rules.iter().enumerate() {
-        set.push(Box::new(event_rule::EventRule::new(d, i, &name.name)));
+    // Every policy and rule any version uses: those this version does not are skipped by init
+    // and doctor, retired by upgrade, and removed by teardown.
+    for name in &d.names.rules {
+        set.push(Box::new(event_rule::EventRule::new(d, &name.name)));
     }
     // The cluster side, after the AWS side it needs (roles, identity, queue).
     set.push(Box::new(aws_auth::AwsAuthMapping::new(d)));

@@ -48,12 +48,12 @@ impl Role {
 
     /// The controller role, which needs its policies (and, for IRSA, the OIDC provider) first.
     pub fn controller(d: &Desired) -> Self {
-        let mut depends: Vec<String> = d.names.policies.iter().map(|(_, n)| format!("iam-policy/{}", n.name)).collect();
+        let mut depends: Vec<String> = d.wanted_policies().map(|(_, n)| format!("iam-policy/{}", n.name)).collect();
         depends.push(super::oidc_provider::id(d));
         Role {
             kind: RoleKind::Controller,
             name: d.names.controller_role.name.clone(),
-            policies: d.names.policies.iter().map(|(_, n)| d.policy_arn(&n.name)).collect(),
+            policies: d.wanted_policies().map(|(_, n)| d.policy_arn(&n.name)).collect(),
             depends,
         }
     }
