@@ -260,6 +260,14 @@ pub struct TeardownArgs {
     /// Keep karpctl's IAM roles, policies, instance profile and OIDC provider.
     #[arg(long)]
     pub keep_iam: bool,
+    /// When Karpenter has not removed its NodeClaims and EC2NodeClasses within --wait-timeout:
+    /// terminate its instances by tag, remove its finalizers, and go on.
+    #[arg(long)]
+    pub force: bool,
+    /// How long to wait for Karpenter to drain and remove its NodeClaims and EC2NodeClasses
+    /// (e.g. 15m, 90s; a bare number is seconds).
+    #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = parse_duration)]
+    pub wait_timeout: std::time::Duration,
 }
 
 /// `karpctl render`.

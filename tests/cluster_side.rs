@@ -669,15 +669,21 @@ async fn wait_gone_waits_for_node_claims_to_drain() {
         "metadata": {"name": "default-abc", "labels": {"karpenter.sh/nodepool": "default"}}}));
     server.later(&a, 2, Later::Remove);
     let seen = Seen::default();
-    kube.wait_gone("karpenter.sh/v1", "NodeClaim", None, Some("karpenter.sh/nodepool=default"), fast(10_000), &|s| {
-        seen.push(s)
-    })
+    kube.wait_gone(
+        "karpenter.sh/v1",
+        "NodeClaim",
+        None,
+        Some("karpenter.sh/nodepool=default"),
+        None,
+        fast(10_000),
+        &|s| seen.push(s),
+    )
     .await
     .unwrap();
     assert_eq!(seen.all()[0], "NodeClaim objects with karpenter.sh/nodepool=default: 1 remaining: default-abc");
 
     server.insert(json!({"apiVersion": "karpenter.sh/v1", "kind": "NodeClaim", "metadata": {"name": "stuck"}}));
-    let e = kube.wait_gone("karpenter.sh/v1", "NodeClaim", None, None, fast(10), &|_| {}).await.unwrap_err();
+    let e = kube.wait_gone("karpenter.sh/v1", "NodeClaim", None, None, None, fast(10), &|_| {}).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::Timeout);
     assert_eq!(e.cause.as_deref(), Some("1 remaining: stuck"));
 }

@@ -4,6 +4,7 @@
 
 use std::collections::HashSet;
 use std::fmt::Write as _;
+use std::time::Duration;
 
 use aws_sdk_ec2::types::Filter;
 use serde_json::json;
@@ -15,13 +16,13 @@ use crate::context::Hooks;
 use crate::desired::{Desired, DISCOVERY_MARKER_TAG, DISCOVERY_TAG};
 use crate::error::{Error, ErrorKind, Result};
 use crate::helm::ExtraValues;
-use crate::kube::Wait;
+use crate::kube::{karpenter, Wait};
 use crate::output::{self, Report};
 use crate::plan::{self, Action, Change, Planned};
 use crate::render::Documents;
 use crate::resources::manifest::Manifest;
 use crate::resources::{
-    self, discovery_tags::DiscoveryTags, helm_release, oidc_provider, orphans, ClusterSide, Cx, Resource,
+    self, discovery_tags::DiscoveryTags, helm_release, oidc_provider, orphans, ClusterApi, ClusterSide, Cx, Resource,
 };
 use crate::settings::{self, InstallOptions};
 
@@ -70,16 +71,10 @@ pub async fn run(g: &GlobalArgs, a: &TeardownArgs, hooks: &Hooks) -> Result<Repo
     let found = find_set(&cx).await;
     spinner.finish_and_clear();
     let (mut set, leftovers) = found?;
-    if a.all_nodepools {
-        if let Ok(api) = cx.api() {
-            for np in api.kube.list("karpenter.sh/v1", "NodePool", None, None).await? {
-                let name = np.metadata.name.unwrap_or_default();
-                if name != "default" && !name.is_empty() {
-                    set.push(Box::new(Manifest::any_node_pool(&name)));
-                }
-            }
-        }
-    }
+    let controller = match cx.api() {
+        Ok(api) => Some(survey(api, &cx, a, &mut set).await?),
+        Err(_) => None,
+    };
     let is_iam: Vec<bool> = set.iter().map(|r| r.is_iam()).collect();
     let ids: Vec<String> = set.iter().map(|r| r.id()).collect();
     let deps: Vec<Vec<String>> = set.iter().map(|r| r.depends_on()).collect();
@@ -115,28 +110,121 @@ pub async fn run(g: &GlobalArgs, a: &TeardownArgs, hooks: &Hooks) -> Result<Repo
     sweep.sort_by_key(|p| std::cmp::Reverse(p.level));
     let changes: Vec<Change> = main.iter().chain(&sweep).map(|p| p.change.clone()).collect();
     let pending = changes.iter().filter(|c| c.action.is_change()).count();
+    let mut notes = Vec::new();
+    if controller == Some(false) && pending > 0 {
+        let note = "the Karpenter controller is not running: teardown terminates its instances by tag and removes its finalizers itself";
+        output::warn(note);
+        notes.push(note.to_string());
+    }
     if a.dry_run || pending == 0 {
-        return Ok(report(&cx, &changes, a.dry_run));
+        return Ok(report(&cx, &changes, a.dry_run, &notes));
     }
     if !g.yes {
         confirm(&cx, &changes, pending, hooks.interactive).await?;
     }
     let bar = output::spinner(&format!("removing {pending} resources"));
     let on_done = |c: &Change| output::progress(&bar, &format!("deleted {}", c.resource));
+    let (instances, rest): (Vec<Planned>, Vec<Planned>) =
+        sweep.into_iter().partition(|p| p.change.resource.starts_with("ec2-instance/"));
     let result = async {
+        let wait =
+            Wait::new((a.wait_timeout / 20).clamp(Duration::from_millis(100), Wait::DRAIN.interval), a.wait_timeout);
+        let mut running = controller.unwrap_or(false);
         for n in 0..PHASES {
             let batch: Vec<&Planned> = main.iter().filter(|p| phase(&p.change.resource) == n).collect();
+            if n == 2 && controller.is_some() && !running {
+                // No controller (any more): nothing else will terminate the instances or
+                // release the finalizers that keep the objects, and so the CRDs, from going.
+                plan::delete(&cx, &instances, &on_done).await?;
+                notes.push(release(&cx).await?);
+            }
             plan::delete_refs(&cx, &batch, &on_done).await?;
-            if n == 0 && batch.iter().any(|p| p.change.action == Action::Delete) {
-                drain(&cx, &bar, a.all_nodepools).await?;
+            let deleted: Vec<String> = batch
+                .iter()
+                .filter(|p| p.change.action == Action::Delete)
+                .filter_map(|p| p.change.resource.split_once('/').map(|(_, name)| name.to_string()))
+                .collect();
+            if running && n < 2 && !deleted.is_empty() {
+                // NodePools first (their NodeClaims drain), then the EC2NodeClasses: Karpenter
+                // removes their finalizers, and the instance profiles they made, while it runs.
+                let gone = settle(&cx, &bar, n, &deleted, wait).await;
+                match gone {
+                    Ok(()) => {}
+                    Err(e) if e.kind == ErrorKind::Timeout && a.force => {
+                        output::warn(&format!("{e}: --force: going on without the controller"));
+                        running = false;
+                    }
+                    Err(e) if e.kind == ErrorKind::Timeout => {
+                        return Err(e.with_hint(
+                            "the controller is still installed, so a rerun can still finish cleanly; \
+                             or pass --force to terminate Karpenter's instances by tag and remove its finalizers",
+                        ))
+                    }
+                    Err(e) => return Err(e),
+                }
             }
         }
-        plan::delete(&cx, &sweep, &on_done).await
+        plan::delete(&cx, &instances, &on_done).await?;
+        plan::delete(&cx, &rest, &on_done).await
     }
     .await;
     bar.finish_and_clear();
     result.map_err(|e| e.resumable("teardown"))?;
-    Ok(report(&cx, &changes, false))
+    Ok(report(&cx, &changes, false, &notes))
+}
+
+/// Before anything is planned: refuse NodePools karpctl did not make (unless
+/// `--all-nodepools`, which adds them to the set), add the EC2NodeClasses the CRDs' removal
+/// would take with them, and tell whether the controller runs.
+async fn survey(api: &ClusterApi, cx: &Cx, a: &TeardownArgs, set: &mut Vec<Box<dyn Resource>>) -> Result<bool> {
+    let foreign = karpenter::foreign_pools(&api.kube).await?;
+    if !foreign.is_empty() && !a.all_nodepools {
+        let list: Vec<String> = foreign.iter().map(ToString::to_string).collect();
+        return Err(Error::new(
+            ErrorKind::Refused,
+            format!("NodePools karpctl did not make: {}; teardown would strand their nodes", list.join(", ")),
+        )
+        .with_hint(
+            "delete them first, or pass --all-nodepools to remove them too (Karpenter drains their nodes while it still runs)",
+        ));
+    }
+    let mut replace = |id: String, r: Manifest| {
+        set.retain(|x| x.id() != id);
+        set.push(Box::new(r));
+    };
+    for pool in &foreign {
+        replace(format!("nodepool/{}", pool.name), Manifest::any_node_pool(&pool.name));
+    }
+    if !a.keep_crds {
+        for name in karpenter::node_classes(&api.kube).await? {
+            if name != "default" {
+                replace(format!("ec2nodeclass/{name}"), Manifest::any_node_class(&name));
+            }
+        }
+    }
+    karpenter::controller_runs(&api.kube, &cx.desired.target.namespace).await
+}
+
+/// Wait, after phase `n` deleted `names`, until the controller has finished: every NodeClaim
+/// gone after the NodePools, the deleted EC2NodeClasses gone after them.
+async fn settle(cx: &Cx, bar: &indicatif::ProgressBar, n: usize, names: &[String], wait: Wait) -> Result<()> {
+    let Ok(api) = cx.api() else { return Ok(()) };
+    let progress = |msg: &str| output::progress(bar, msg);
+    let ((api_version, kind), only) =
+        if n == 0 { (karpenter::NODECLAIM, None) } else { (karpenter::NODECLASS, Some(names)) };
+    api.kube.wait_gone(api_version, kind, None, None, only, wait, &progress).await
+}
+
+/// Release what only the controller would have: its finalizers; the line the report shows.
+async fn release(cx: &Cx) -> Result<String> {
+    let api = cx.api().map_err(|r| Error::new(ErrorKind::ClusterState, r))?;
+    let done = karpenter::release_finalizers(&api.kube).await?;
+    let line = format!(
+        "without the controller: Karpenter's instances terminated by tag; finalizers removed from {} NodeClaims, {} EC2NodeClasses and {} Nodes",
+        done.node_claims, done.node_classes, done.nodes
+    );
+    output::warn(&line);
+    Ok(line)
 }
 
 /// How many phases [`phase`] knows.
@@ -153,15 +241,6 @@ fn phase(id: &str) -> usize {
     } else {
         3
     }
-}
-
-/// Wait until the deleted NodePools' NodeClaims are gone: Karpenter drains and terminates its
-/// own instances only while the controller runs.
-async fn drain(cx: &Cx, bar: &indicatif::ProgressBar, all: bool) -> Result<()> {
-    let Ok(api) = cx.api() else { return Ok(()) };
-    let selector = if all { None } else { Some("karpenter.sh/nodepool=default") };
-    let progress = |msg: &str| bar.set_message(msg.to_string());
-    api.kube.wait_gone("karpenter.sh/v1", "NodeClaim", None, selector, Wait::DRAIN, &progress).await
 }
 
 /// The resources to consider: the desired set (for the names karpctl uses), plus what only
@@ -227,7 +306,7 @@ async fn confirm(cx: &Cx, changes: &[Change], pending: usize, interactive: bool)
         )
         .with_hint("review them with --dry-run, then run again with --yes"));
     }
-    eprint!("{}", text(cx, changes, true));
+    eprint!("{}", text(cx, changes, true, &[]));
     let name = cx.cluster.name.clone();
     let prompt = format!("Type the cluster name ({name}) to delete these {pending} resources");
     let typed = output::ask(move || dialoguer::Input::<String>::new().with_prompt(prompt).interact_text()).await?;
@@ -239,7 +318,7 @@ async fn confirm(cx: &Cx, changes: &[Change], pending: usize, interactive: bool)
     }
 }
 
-fn text(cx: &Cx, changes: &[Change], dry_run: bool) -> String {
+fn text(cx: &Cx, changes: &[Change], dry_run: bool, notes: &[String]) -> String {
     let mut out =
         format!("Teardown of {} ({}, account {})\n", cx.cluster.name, cx.cluster.region, cx.cluster.caller.account);
     let width = changes.iter().map(|c| c.resource.len()).max().unwrap_or(0);
@@ -260,11 +339,15 @@ fn text(cx: &Cx, changes: &[Change], dry_run: bool) -> String {
     } else {
         writeln!(out, "Removed: {delete} deleted, {skip} left in place.")
     };
+    for n in notes {
+        let _ = writeln!(out, "Note: {n}");
+    }
     out
 }
 
-fn report(cx: &Cx, changes: &[Change], dry_run: bool) -> Report {
-    let mut r = Report::raw("teardown", text(cx, changes, dry_run));
+fn report(cx: &Cx, changes: &[Change], dry_run: bool, notes: &[String]) -> Report {
+    let mut r = Report::raw("teardown", text(cx, changes, dry_run, notes));
+    r.body.insert("notes".into(), json!(notes));
     r.raw = false;
     r.body.insert("cluster".into(), json!(cx.cluster.name));
     r.body.insert("dry_run".into(), json!(dry_run));

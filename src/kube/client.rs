@@ -535,6 +535,27 @@ impl Kube {
         }
     }
 
+    /// Remove every finalizer of one object with a JSON merge patch (`finalizers: null`), for
+    /// teardown when the controller that owns them is gone; `Ok(false)` when it was already gone.
+    pub async fn remove_finalizers(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<bool> {
+        let patch = serde_json::json!({"metadata": {"finalizers": null}});
+        match self
+            .api(self.client().await?, api_version, kind, namespace)
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(::kube::Error::Api(s)) if s.code == 404 => Ok(false),
+            Err(e) => Err(self.error(format!("failed to remove the finalizers of {kind} {name}"), e)),
+        }
+    }
+
     /// Wait until the Deployment is available ([`deployment_readiness`]). `progress` hears each
     /// new state; on timeout the error names the last one.
     pub async fn wait_deployment_available(
@@ -612,14 +633,17 @@ impl Kube {
             .with_hint(hint))
     }
 
-    /// Wait until no object of a kind matches `label_selector` (NodeClaims of a deleted
-    /// NodePool, so Karpenter terminates its instances while it still runs).
+    /// Wait until no object of a kind matches `label_selector` and, when given, `names`
+    /// (NodeClaims of a deleted NodePool, the deleted EC2NodeClasses: Karpenter removes their
+    /// finalizers, after terminating the instances, only while it still runs).
+    #[allow(clippy::too_many_arguments)]
     pub async fn wait_gone(
         &self,
         api_version: &str,
         kind: &str,
         namespace: Option<&str>,
         label_selector: Option<&str>,
+        names: Option<&[String]>,
         wait: Wait,
         progress: &(dyn Fn(&str) + Sync),
     ) -> Result<()> {
@@ -629,7 +653,10 @@ impl Kube {
         };
         let last = self
             .poll(wait, &what, progress, || async {
-                let items = self.list(api_version, kind, namespace, label_selector).await?;
+                let mut items = self.list(api_version, kind, namespace, label_selector).await?;
+                if let Some(names) = names {
+                    items.retain(|o| o.metadata.name.as_ref().is_some_and(|n| names.contains(n)));
+                }
                 if items.is_empty() {
                     return Ok(Probe::Done);
                 }
@@ -986,7 +1013,7 @@ mod tests {
         send(&k.apply(&Value::Null));
         send(&k.wait_ready("v1", "X", None, "x", Wait::INSTALL, &|_| {}));
         send(&k.wait_deployment_available("ns", "x", Wait::INSTALL, &|_| {}));
-        send(&k.wait_gone("v1", "X", None, None, Wait::DRAIN, &|_| {}));
+        send(&k.wait_gone("v1", "X", None, None, None, Wait::DRAIN, &|_| {}));
         send(&k.helm_env());
         send(&super::super::aws_auth::ensure_node_role(&k, "arn"));
     }

@@ -4,10 +4,13 @@
 //! - [`token`]: the EKS bearer token (a presigned STS URL), so no kubeconfig is needed.
 //! - [`client`]: the [`Kube`] wrapper `init`, `doctor` and `teardown` call: preflight,
 //!   server-side apply, get/list/delete by apiVersion/kind, waits, and helm's environment.
+//! - [`karpenter`]: Karpenter's own objects: foreign NodePools, whether the controller runs,
+//!   and releasing its finalizers when it does not.
 //! - [`aws_auth`]: the node role's entry in the `aws-auth` ConfigMap on CONFIG_MAP clusters.
 
 pub mod aws_auth;
 pub mod client;
+pub mod karpenter;
 pub mod token;
 
 pub use client::{Access, Kube, Wait, FIELD_MANAGER};

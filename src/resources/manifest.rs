@@ -60,6 +60,19 @@ impl Manifest {
         }
     }
 
+    /// Any other EC2NodeClass, when teardown removes the CRDs: they would go with them, and only
+    /// a running controller removes their finalizers (and the instance profiles they made).
+    pub fn any_node_class(name: &str) -> Self {
+        Manifest {
+            api_version: "karpenter.k8s.aws/v1",
+            kind: "EC2NodeClass",
+            name: name.to_string(),
+            depends: Vec::new(),
+            nodepool: false,
+            any_owner: true,
+        }
+    }
+
     fn desired(&self, cx: &Cx) -> Result<Value> {
         let text = if self.nodepool { &cx.docs.node_pool_yaml } else { &cx.docs.node_class_yaml };
         yaml_to_json(self.kind, text)

@@ -6,10 +6,39 @@
 //! read a number of times), deny permissions, and inject a failure once.
 //!
 //! Include it with `#[path = "support/apiserver.rs"] mod apiserver;`.
+//!
+//! Deletion is strict, the way kube-apiserver does it (karpctl's teardown depends on it):
+//! - An object with `metadata.finalizers` is not removed by DELETE: it gets
+//!   `metadata.deletionTimestamp`, the answer is 202 Accepted with the object, and it stays
+//!   until an update (PUT, or a JSON merge patch) empties its finalizers; no new finalizer may be
+//!   added once it is deleting (422). Source: kubernetes.io/docs/concepts/overview/working-with-objects/finalizers/
+//!   ("the Kubernetes API marks the object for deletion by populating .metadata.deletionTimestamp,
+//!   and returns a 202 status code ... When the metadata.finalizers field is empty, Kubernetes
+//!   considers the deletion complete and deletes the object").
+//! - Deleting a CustomResourceDefinition first deletes every object of it (each then waits for
+//!   its own finalizers); the CRD stays, with the condition `Terminating=True` reason
+//!   `InstanceDeletionInProgress` ("CustomResource deletion is in progress"), while any remains.
+//!   Source: the apiextensions-apiserver's `customresourcecleanup.apiextensions.k8s.io` finalizer,
+//!   as `kubectl describe crd` shows it on a stuck CRD (kubernetes/kubernetes#60538).
+//! - Garbage collection (kube-controller-manager, always running): an object whose
+//!   `ownerReferences` name an owner that no longer exists is deleted (a NodeClaim after its
+//!   NodePool). Source: kubernetes.io/docs/concepts/architecture/garbage-collection/.
+//! - A simulated Karpenter controller runs while a Deployment named `karpenter` (any namespace)
+//!   has available replicas and is not deleting. Like Karpenter, it adds
+//!   `karpenter.k8s.aws/termination` to every EC2NodeClass; and, only while it runs and only
+//!   [`ApiServer::controller_delay`] after the deletion began, it removes `karpenter.sh/termination`
+//!   from a deleting NodeClaim (deleting its Node, named by `status.nodeName`, first), from a
+//!   deleting Node, and `karpenter.k8s.aws/termination` from a deleting EC2NodeClass that no
+//!   NodeClaim references any more. Source: Karpenter's docs (concepts/disruption, "Termination
+//!   Controller": the finalizer is removed after the instance is terminated) and the issue
+//!   reports of EC2NodeClasses stuck on `karpenter.k8s.aws/termination` once the controller is
+//!   uninstalled first.
+//! - A Pending Pod can carry `PodScheduled=False` with a reason, as the scheduler writes it.
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -61,6 +90,9 @@ struct State {
     reads: HashMap<String, usize>,
     edits: Vec<(String, Value)>,
     auto_status: Vec<(String, Value)>,
+    /// When each deleting object's deletion began.
+    deleting_since: HashMap<String, Instant>,
+    controller_delay: Duration,
 }
 
 /// The running stand-in; stops when dropped.
@@ -68,11 +100,13 @@ pub struct ApiServer {
     pub url: String,
     state: Arc<Mutex<State>>,
     task: tokio::task::JoinHandle<()>,
+    tick: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for ApiServer {
     fn drop(&mut self) {
         self.task.abort();
+        self.tick.abort();
     }
 }
 
@@ -143,7 +177,29 @@ impl ApiServer {
                 });
             }
         });
-        ApiServer { url, state, task }
+        let ticker = state.clone();
+        let tick = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                if let Ok(mut st) = ticker.lock() {
+                    reconcile(&mut st);
+                }
+            }
+        });
+        state.lock().unwrap().controller_delay = Duration::from_millis(100);
+        ApiServer { url, state, task, tick }
+    }
+
+    /// How long the simulated Karpenter controller takes to finish a deletion (its drain and
+    /// instance termination) before it removes the finalizer.
+    pub fn controller_delay(&self, delay: Duration) {
+        self.state.lock().unwrap().controller_delay = delay;
+    }
+
+    /// Every stored object whose path starts with `prefix`.
+    pub fn objects_under(&self, prefix: &str) -> Vec<(String, Value)> {
+        let st = self.state.lock().unwrap();
+        st.objects.iter().filter(|(k, _)| k.starts_with(prefix)).map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 
     pub fn requests(&self) -> Vec<Request> {
@@ -289,7 +345,9 @@ async fn serve(stream: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result<(
         let (code, reply) = {
             let mut st = state.lock().unwrap();
             st.requests.push(req.clone());
-            handle(&mut st, &req)
+            let out = handle(&mut st, &req);
+            reconcile(&mut st);
+            out
         };
         let text = reply.to_string();
         let head = format!(
@@ -364,11 +422,16 @@ fn handle(st: &mut State, req: &Request) -> (u16, Value) {
     }
     match (req.method.as_str(), name) {
         ("GET", None) => {
-            let selector: Vec<(String, String)> = req
+            // `k=v` and `k` (the label exists).
+            let selector: Vec<(String, Option<String>)> = req
                 .param("labelSelector")
                 .unwrap_or("")
                 .split(',')
-                .filter_map(|p| p.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+                .filter(|p| !p.is_empty())
+                .map(|p| match p.split_once('=') {
+                    Some((k, v)) => (k.to_string(), Some(v.to_string())),
+                    None => (p.to_string(), None),
+                })
                 .collect();
             let keys: Vec<String> = st
                 .objects
@@ -384,7 +447,11 @@ fn handle(st: &mut State, req: &Request) -> (u16, Value) {
                 .filter_map(|k| st.objects.get(k).cloned())
                 .filter(|o| {
                     selector.iter().all(|(k, v)| {
-                        o.pointer("/metadata/labels").and_then(|l| l.get(k)).and_then(Value::as_str) == Some(v)
+                        let have = o.pointer("/metadata/labels").and_then(|l| l.get(k)).and_then(Value::as_str);
+                        match v {
+                            Some(v) => have == Some(v.as_str()),
+                            None => have.is_some(),
+                        }
                     })
                 })
                 .collect();
@@ -431,12 +498,35 @@ fn handle(st: &mut State, req: &Request) -> (u16, Value) {
                     "the object has been modified; please apply your changes to the latest version and try again",
                 );
             }
+            if let Some(refused) = new_finalizer_on_deleting(current, &obj) {
+                return refused;
+            }
+            if let Some(ts) = current.pointer("/metadata/deletionTimestamp").cloned() {
+                obj["metadata"]["deletionTimestamp"] = ts;
+            }
             let generation = current.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(1);
             let changed = current.get("spec") != obj.get("spec");
             st.next_rv += 1;
             obj["metadata"]["resourceVersion"] = json!(st.next_rv.to_string());
             obj["metadata"]["generation"] = json!(if changed { generation + 1 } else { generation });
-            st.objects.insert(key, obj.clone());
+            st.objects.insert(key.clone(), obj.clone());
+            finish_if_done(st, &key);
+            (200, obj)
+        }
+        ("PATCH", Some(n)) if req.header("content-type").is_some_and(|c| c.starts_with("application/merge-patch")) => {
+            let key = format!("{collection}/{n}");
+            let Some(current) = st.objects.get(&key).cloned() else {
+                return status(404, "NotFound", &format!("\"{n}\" not found"));
+            };
+            let mut obj = current.clone();
+            merge_patch(&mut obj, &req.json());
+            if let Some(refused) = new_finalizer_on_deleting(&current, &obj) {
+                return refused;
+            }
+            st.next_rv += 1;
+            obj["metadata"]["resourceVersion"] = json!(st.next_rv.to_string());
+            st.objects.insert(key.clone(), obj.clone());
+            finish_if_done(st, &key);
             (200, obj)
         }
         ("PATCH", Some(n)) => {
@@ -482,13 +572,16 @@ fn handle(st: &mut State, req: &Request) -> (u16, Value) {
         }
         ("DELETE", Some(n)) => {
             let key = format!("{collection}/{n}");
-            match st.objects.remove(&key) {
-                Some(_) => (
+            if !st.objects.contains_key(&key) {
+                return status(404, "NotFound", &format!("\"{n}\" not found"));
+            }
+            match mark_deleting(st, &key) {
+                Some(obj) => (202, obj),
+                None => (
                     200,
                     json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                     "details": {"name": n}}),
                 ),
-                None => status(404, "NotFound", &format!("\"{n}\" not found")),
             }
         }
         _ => status(405, "MethodNotAllowed", "not emulated"),
@@ -518,6 +611,218 @@ fn read(st: &mut State, key: &str) {
             Later::Remove => {
                 st.objects.remove(key);
             }
+        }
+    }
+}
+
+/// RFC 7386 JSON merge patch: objects merge, `null` removes a key, anything else replaces.
+fn merge_patch(into: &mut Value, patch: &Value) {
+    match patch {
+        Value::Object(p) => {
+            if !into.is_object() {
+                *into = json!({});
+            }
+            let Some(target) = into.as_object_mut() else { return };
+            for (k, v) in p {
+                if v.is_null() {
+                    target.remove(k);
+                } else {
+                    merge_patch(target.entry(k.clone()).or_insert(Value::Null), v);
+                }
+            }
+        }
+        other => *into = other.clone(),
+    }
+}
+
+fn finalizers(obj: &Value) -> Vec<String> {
+    obj.pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+fn is_deleting(obj: &Value) -> bool {
+    obj.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null())
+}
+
+/// kube-apiserver refuses new finalizers on an object being deleted.
+fn new_finalizer_on_deleting(current: &Value, updated: &Value) -> Option<(u16, Value)> {
+    if !is_deleting(current) {
+        return None;
+    }
+    let before = finalizers(current);
+    let added: Vec<String> = finalizers(updated).into_iter().filter(|f| !before.contains(f)).collect();
+    (!added.is_empty()).then(|| {
+        status(
+            422,
+            "Invalid",
+            &format!("metadata.finalizers: Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers {added:?}"),
+        )
+    })
+}
+
+/// Remove a deleting object whose finalizers are all gone.
+fn finish_if_done(st: &mut State, key: &str) {
+    if st.objects.get(key).is_some_and(|o| is_deleting(o) && finalizers(o).is_empty()) {
+        st.objects.remove(key);
+        st.deleting_since.remove(key);
+    }
+}
+
+/// What DELETE does: remove the object now, or (finalizers, or a CRD with objects) mark it
+/// deleting and return it as it now is.
+fn mark_deleting(st: &mut State, key: &str) -> Option<Value> {
+    let is_crd = key.starts_with("/apis/apiextensions.k8s.io/");
+    let obj = st.objects.get(key)?;
+    if finalizers(obj).is_empty() && !is_crd {
+        st.objects.remove(key);
+        return None;
+    }
+    if !is_deleting(obj) {
+        st.next_rv += 1;
+        let rv = st.next_rv.to_string();
+        let obj = st.objects.get_mut(key)?;
+        obj["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+        obj["metadata"]["resourceVersion"] = json!(rv);
+        if is_crd {
+            obj["metadata"]["finalizers"] = json!(["customresourcecleanup.apiextensions.k8s.io"]);
+        }
+        st.deleting_since.insert(key.to_string(), Instant::now());
+    }
+    st.objects.get(key).cloned()
+}
+
+/// Remove one finalizer from an object (as the controller owning it would), finishing its
+/// deletion when it was the last.
+fn drop_finalizer(st: &mut State, key: &str, finalizer: &str) {
+    st.next_rv += 1;
+    let rv = st.next_rv.to_string();
+    if let Some(obj) = st.objects.get_mut(key) {
+        let kept: Vec<String> = finalizers(obj).into_iter().filter(|f| f != finalizer).collect();
+        obj["metadata"]["finalizers"] = json!(kept);
+        obj["metadata"]["resourceVersion"] = json!(rv);
+    }
+    finish_if_done(st, key);
+}
+
+/// The paths of the stored objects of one resource (`/apis/G/V/PLURAL/...`, cluster-scoped or
+/// in any namespace).
+fn keys_of(st: &State, group: &str, plural: &str) -> Vec<String> {
+    st.objects
+        .keys()
+        .filter(|k| {
+            let segs: Vec<&str> = k.trim_start_matches('/').split('/').collect();
+            let (g, rest) = match segs.first() {
+                Some(&"api") => ("", segs.get(2..).unwrap_or_default()),
+                Some(&"apis") => (segs.get(1).copied().unwrap_or(""), segs.get(3..).unwrap_or_default()),
+                _ => return false,
+            };
+            let p = if rest.first() == Some(&"namespaces") { rest.get(2) } else { rest.first() };
+            g == group && p == Some(&plural) && rest.len() == if rest.first() == Some(&"namespaces") { 4 } else { 2 }
+        })
+        .cloned()
+        .collect()
+}
+
+/// Whether the simulated Karpenter controller runs.
+fn controller_runs(st: &State) -> bool {
+    keys_of(st, "apps", "deployments").iter().any(|k| {
+        k.ends_with("/deployments/karpenter")
+            && st.objects.get(k).is_some_and(|d| {
+                !is_deleting(d) && d.pointer("/status/availableReplicas").and_then(Value::as_i64).unwrap_or(0) > 0
+            })
+    })
+}
+
+/// What the control plane and the simulated Karpenter do between requests.
+fn reconcile(st: &mut State) {
+    // Garbage collection of objects whose owner is gone.
+    let orphans: Vec<String> = st
+        .objects
+        .iter()
+        .filter(|(_, o)| !is_deleting(o))
+        .filter(|(_, o)| {
+            o.pointer("/metadata/ownerReferences").and_then(Value::as_array).is_some_and(|refs| {
+                !refs.is_empty()
+                    && refs.iter().all(|r| {
+                        let s = |f: &str| r.get(f).and_then(Value::as_str).unwrap_or("");
+                        !st.objects.contains_key(&path_of(s("apiVersion"), s("kind"), None, s("name")))
+                    })
+            })
+        })
+        .map(|(k, _)| k.clone())
+        .collect();
+    for k in orphans {
+        mark_deleting(st, &k);
+    }
+    // CRDs being deleted: their objects first, then the CRD.
+    let crds: Vec<(String, Value)> = keys_of(st, "apiextensions.k8s.io", "customresourcedefinitions")
+        .into_iter()
+        .filter_map(|k| st.objects.get(&k).filter(|o| is_deleting(o)).map(|o| (k, o.clone())))
+        .collect();
+    for (key, crd) in crds {
+        let group = crd.pointer("/spec/group").and_then(Value::as_str).unwrap_or("");
+        let plural = crd.pointer("/spec/names/plural").and_then(Value::as_str).unwrap_or("");
+        let instances = keys_of(st, group, plural);
+        for k in &instances {
+            if st.objects.get(k).is_some_and(|o| !is_deleting(o)) {
+                mark_deleting(st, k);
+            }
+        }
+        if keys_of(st, group, plural).is_empty() {
+            st.objects.remove(&key);
+            st.deleting_since.remove(&key);
+        } else if let Some(o) = st.objects.get_mut(&key) {
+            o["status"]["conditions"] = json!([{"type": "Terminating", "status": "True",
+                "reason": "InstanceDeletionInProgress", "message": "CustomResource deletion is in progress"}]);
+        }
+    }
+    if !controller_runs(st) {
+        return;
+    }
+    let delay = st.controller_delay;
+    let due = |st: &State, k: &str| st.deleting_since.get(k).is_some_and(|t| t.elapsed() >= delay);
+    for k in keys_of(st, "karpenter.k8s.aws", "ec2nodeclasses") {
+        let fresh = st
+            .objects
+            .get(&k)
+            .is_some_and(|o| !is_deleting(o) && !finalizers(o).contains(&"karpenter.k8s.aws/termination".to_string()));
+        if fresh {
+            if let Some(o) = st.objects.get_mut(&k) {
+                let mut f = finalizers(o);
+                f.push("karpenter.k8s.aws/termination".into());
+                o["metadata"]["finalizers"] = json!(f);
+            }
+        }
+    }
+    for k in keys_of(st, "karpenter.sh", "nodeclaims") {
+        let Some(claim) = st.objects.get(&k).cloned() else { continue };
+        if !is_deleting(&claim) || !due(st, &k) {
+            continue;
+        }
+        if let Some(node) = claim.pointer("/status/nodeName").and_then(Value::as_str) {
+            let node_key = path_of("v1", "Node", None, node);
+            if st.objects.contains_key(&node_key) {
+                mark_deleting(st, &node_key);
+                drop_finalizer(st, &node_key, "karpenter.sh/termination");
+            }
+        }
+        drop_finalizer(st, &k, "karpenter.sh/termination");
+    }
+    for k in keys_of(st, "", "nodes") {
+        if st.objects.get(&k).is_some_and(is_deleting) && due(st, &k) {
+            drop_finalizer(st, &k, "karpenter.sh/termination");
+        }
+    }
+    for k in keys_of(st, "karpenter.k8s.aws", "ec2nodeclasses") {
+        let Some(class) = st.objects.get(&k).cloned() else { continue };
+        let name = class.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+        let used = keys_of(st, "karpenter.sh", "nodeclaims").iter().any(|c| {
+            st.objects.get(c).and_then(|o| o.pointer("/spec/nodeClassRef/name")).and_then(Value::as_str) == Some(name)
+        });
+        if is_deleting(&class) && due(st, &k) && !used {
+            drop_finalizer(st, &k, "karpenter.k8s.aws/termination");
         }
     }
 }

@@ -40,11 +40,16 @@ impl FakeCluster {
         let helm = dir.path().join("helm");
         std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/fake-helm"), &helm)
             .expect("copy fake-helm");
+        // helm's `uninstall --wait` times out here instead of after ten minutes.
+        std::fs::write(dir.path().join("fake-helm.json"), r#"{"FAKE_HELM_WAIT_LIMIT": 3}"#).expect("fake-helm.json");
         api.auto_status("ec2nodeclasses", ready());
         api.auto_status("nodepools", ready());
         api.insert(json!({
             "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": "karpenter", "namespace": "kube-system", "generation": 1},
+            "metadata": {"name": "karpenter", "namespace": "kube-system", "generation": 1,
+                         "labels": {"app.kubernetes.io/managed-by": "Helm"},
+                         "annotations": {"meta.helm.sh/release-name": "karpenter",
+                                         "meta.helm.sh/release-namespace": "kube-system"}},
             "spec": {"replicas": 2},
             "status": {"observedGeneration": 1, "availableReplicas": 2,
                        "conditions": [{"type": "Available", "status": "True"}]}
