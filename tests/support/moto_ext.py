@@ -542,27 +542,11 @@ class StrictIamResponse(KarpctlIamResponse):
         _mark(self.current_account, "role-created", self._get_param("RoleName"))
         return result
 
-    def attach_role_policy(self):
-        self._role_write()
-        return super().attach_role_policy()
-
     def detach_role_policy(self):
         self._role_write()
         result = super().detach_role_policy()
         _mark(self.current_account, "role-detached", self._get_param("RoleName"))
         return result
-
-    def put_role_policy(self):
-        self._role_write()
-        return super().put_role_policy()
-
-    def update_assume_role_policy(self):
-        self._role_write()
-        return super().update_assume_role_policy()
-
-    def tag_role(self):
-        self._role_write()
-        return super().tag_role()
 
     def remove_role_from_instance_profile(self):
         # Always on (a moto defect, not a strict behaviour): moto answers a role that is not in
@@ -579,6 +563,18 @@ class StrictIamResponse(KarpctlIamResponse):
             raise DeleteConflictException("Cannot delete entity, must detach all policies first.")
         self._role_write()
         return super().delete_role()
+
+
+def _one_writer_at_a_time(action):
+    def write(self):
+        self._role_write()
+        return getattr(super(StrictIamResponse, self), action)()
+    write.__name__ = action
+    return write
+
+
+for _action in ("attach_role_policy", "put_role_policy", "update_assume_role_policy", "tag_role"):
+    setattr(StrictIamResponse, _action, _one_writer_at_a_time(_action))
 
 
 def _unpropagated(account, role_arn):
