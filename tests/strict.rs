@@ -72,7 +72,7 @@ async fn a_propagation_wait_ends_at_its_limit_in_one_line_with_a_hint() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     let error = stderr.lines().find(|l| l.starts_with("error: ")).unwrap_or_default();
     assert!(error.starts_with("error: gave up waiting for IAM to propagate role Karpenter"), "{stderr}");
-    assert!(stderr.contains("caused by: InvalidParameterException"), "{stderr}");
+    assert!(stderr.contains("InvalidParameterException: The specified principalArn is invalid"), "{stderr}");
     assert!(stderr.contains("set KARPCTL_WAIT_PROPAGATION_SECS to change it"), "{stderr}");
 }
 
