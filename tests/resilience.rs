@@ -38,11 +38,18 @@ const MAX_RUNS: usize = 1;
 /// karpctl's retry budget per call (`karpctl::aws::MAX_ATTEMPTS`).
 const ATTEMPTS: usize = karpctl::aws::MAX_ATTEMPTS as usize;
 
-/// A fresh account with the cluster `demo`, and the emulator's strict behaviours on (IAM
-/// propagation, asynchronous add-ons, SQS's deleted-queue window, ...) with short windows.
+/// A fresh account with the cluster `demo`.
 async fn demo() -> (Env, SeededCluster) {
     let env = Env::new().await;
     let seeded = env.seed_cluster(C, Some("API_AND_CONFIG_MAP")).await;
+    (env, seeded)
+}
+
+/// [`demo`] with the emulator's strict behaviours on (IAM propagation, asynchronous add-ons,
+/// SQS's deleted-queue window, ...) with short windows. Not for the SIGKILL tests: their kill
+/// points count writes, and the strict behaviours' retries make that count vary.
+async fn strict_demo() -> (Env, SeededCluster) {
+    let (env, seeded) = demo().await;
     env.strict(support::short_strict_windows());
     (env, seeded)
 }
@@ -119,7 +126,7 @@ async fn converge(env: &Env, layer: &Arc<FaultLayer>, args: &[&str]) -> karpctl:
 /// run ends, and what the faulty runs leave is complete (a clean run finds nothing to do).
 async fn survives_faults(seed: u64) {
     let reference = reference().await;
-    let (env, seeded) = demo().await;
+    let (env, seeded) = strict_demo().await;
     let emit = tempfile::tempdir().expect("temp dir");
     let init = init_args(&emit);
     let layer = FaultLayer::new(FaultConfig::faults(FAULT_RATE, seed).with_latency(LATENCY));
@@ -156,7 +163,7 @@ macro_rules! seeds {
 /// and what they leave is one install, the one a clean run makes.
 async fn concurrent_inits(seed: u64) {
     let reference = reference().await;
-    let (env, seeded) = demo().await;
+    let (env, seeded) = strict_demo().await;
     let emit = (tempfile::tempdir().expect("temp dir"), tempfile::tempdir().expect("temp dir"));
     let (a, b) = (init_args(&emit.0), init_args(&emit.1));
     let layers = (
@@ -187,7 +194,7 @@ async fn two_concurrent_inits_on_one_cluster_both_succeed_with_one_install_seed_
 #[tokio::test]
 async fn teardown_immediately_followed_by_init_succeeds_under_faults() {
     let reference = reference().await;
-    let (env, seeded) = demo().await;
+    let (env, seeded) = strict_demo().await;
     // Longer than the teardown itself takes, so the init meets both windows.
     let mut strict = support::short_strict_windows();
     strict["queue_deleted_recently"] = serde_json::json!(4);
