@@ -59,7 +59,7 @@ pub async fn run(g: &GlobalArgs, a: &InitArgs, hooks: &Hooks) -> Result<Report> 
     let cx = Cx { aws, desired, docs, cluster: info, cluster_side };
 
     let spinner = output::spinner("observing");
-    let set = resources::desired_set(&cx.desired, &cx.cluster);
+    let set = resources::desired_set(&cx.desired, &cx.cluster, opts.subnets.as_deref());
     let mut planned = plan::plan(&cx, set, a.adopt).await;
     spinner.finish_and_clear();
     let planned = planned.as_mut().map_err(|e| e.clone())?;
@@ -80,6 +80,9 @@ pub async fn run(g: &GlobalArgs, a: &InitArgs, hooks: &Hooks) -> Result<Report> 
     }
     let changes: Vec<Change> = planned.iter().map(|p| p.change.clone()).collect();
     let pending = changes.iter().filter(|c| c.action.is_change()).count();
+    for c in changes.iter().filter(|c| c.action == Action::Skip && c.detail.starts_with("public subnet")) {
+        output::warn(&format!("{}: {}", c.resource.trim_start_matches("ec2-tags/"), c.detail));
+    }
 
     if a.dry_run {
         let mut report = report(&cx, &changes, true, None);
