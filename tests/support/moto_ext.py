@@ -45,8 +45,9 @@ And on moto's IAM dispatcher (moto.iam.urls.url_paths), with moto's IAM
 backend and its OpenIDConnectProvider objects:
 - AddClientIDToOpenIDConnectProvider: idempotent, as on IAM (adding a client
   id the provider has is no error); NoSuchEntity for an unknown ARN.
-Not emulated: pagination of pod identity associations, access policies
+Not emulated: access policies
 (AssociateAccessPolicy etc. answer 500), validation that IAM principals exist.
+Small pages on every paginated IAM, EC2 and EKS call: see the last section.
 """
 
 import json
