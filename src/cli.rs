@@ -123,6 +123,9 @@ pub struct InstallArgs {
     /// Include the default NodePool and EC2NodeClass (the default).
     #[arg(long, overrides_with = "no_default_nodepool")]
     pub default_nodepool: bool,
+    /// Tag exactly these subnets for discovery (default: the cluster's private subnets).
+    #[arg(long, value_name = "ID,...", value_delimiter = ',')]
+    pub subnets: Option<Vec<String>>,
 }
 
 /// How to reach the cluster itself; shared by init, doctor and teardown.

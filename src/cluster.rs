@@ -143,14 +143,13 @@ pub async fn discover(aws: &Aws, name: &str) -> Result<ClusterInfo> {
 
 async fn not_found(aws: &Aws, name: &str, region: &str) -> Error {
     let err = Error::new(ErrorKind::NotFound, format!("EKS cluster {name} not found in {region}"));
-    match aws.eks.list_clusters().send().await {
-        Ok(l) if l.clusters().is_empty() => {
+    match aws.eks.list_clusters().into_paginator().items().send().try_collect().await {
+        Ok(l) if l.is_empty() => {
             err.with_hint(format!("there are no EKS clusters in {region}; check --region and --profile"))
         }
-        Ok(l) => err.with_hint(format!(
-            "clusters in {region}: {}; check the name, --region and --profile",
-            l.clusters().join(", ")
-        )),
+        Ok(l) => {
+            err.with_hint(format!("clusters in {region}: {}; check the name, --region and --profile", l.join(", ")))
+        }
         Err(_) => err.with_hint("check the name, --region and --profile"),
     }
 }

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::Serialize;
+use tokio::sync::watch;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::resources::{Cx, Observed, Presence, Resource};
@@ -209,13 +210,87 @@ pub fn plan_delete(resource: String, seen: &Observed, keep: bool) -> Change {
     Change { resource, action, detail: detail.to_string() }
 }
 
-/// Delete every planned deletion, highest dependency level first, each level's resources
-/// concurrently (bounded).
-pub async fn delete(cx: &Cx, planned: &[Planned], on_done: &(dyn Fn(&Change) + Sync)) -> Result<()> {
-    delete_refs(cx, &planned.iter().collect::<Vec<_>>(), on_done).await
+/// Delete every planned deletion by the dependency graph: each resource runs its
+/// [`Resource::prepare_delete`] at once, then its `delete` as soon as every resource depending
+/// on it is deleted (not when a whole level is), so a role's policies are detached while its
+/// instance profile goes, and the role is deleted the moment the profile is gone. All run
+/// concurrently: every one of them may be waiting on another, so a bound on how many run
+/// could leave the waited-for ones unstarted. After a failure, what depends on the failed
+/// resource is not deleted (a role stays while a profile holding it could not be removed);
+/// the rest finishes, and the first error is returned.
+pub async fn delete_graph(cx: &Cx, planned: &[&Planned], on_done: &(dyn Fn(&Change) + Sync)) -> Result<()> {
+    let ids: Vec<String> = planned.iter().map(|p| p.change.resource.clone()).collect();
+    let deps: Vec<Vec<String>> = planned.iter().map(|p| p.resource.depends_on()).collect();
+    let deleting: Vec<bool> = planned.iter().map(|p| p.change.action == Action::Delete).collect();
+    let dependents = dependents(&ids, &deps, &deleting);
+    if let Some(i) = in_cycle(&dependents) {
+        return Err(Error::new(ErrorKind::Render, format!("{} waits on itself through its dependencies", ids[i]))
+            .with_hint("this is a bug in karpctl; please report it"));
+    }
+    let (done_tx, done_rx): (Vec<_>, Vec<_>) = (0..planned.len()).map(|_| watch::channel(Gone::Pending)).unzip();
+    let tasks = (0..planned.len()).filter(|&i| deleting[i]).map(|i| {
+        let (p, waits, tx, rx) = (planned[i], &dependents[i], &done_tx[i], &done_rx);
+        async move {
+            let result = async {
+                p.resource.prepare_delete(cx, &p.seen).await?;
+                for &j in waits {
+                    let mut rx = rx[j].clone();
+                    let outcome = rx.wait_for(|g| *g != Gone::Pending).await.map(|g| *g).ok();
+                    if outcome != Some(Gone::Deleted) {
+                        return Ok(Gone::Kept);
+                    }
+                }
+                p.resource.delete(cx, &p.seen).await?;
+                on_done(&p.change);
+                Ok::<_, Error>(Gone::Deleted)
+            }
+            .await;
+            tx.send_replace(*result.as_ref().unwrap_or(&Gone::Kept));
+            result
+        }
+    });
+    let results = futures::future::join_all(tasks).await;
+    results.into_iter().find_map(Result::err).map_or(Ok(()), Err)
 }
 
-/// [`delete`] over a selection of the plan.
+/// What became of a resource in [`delete_graph`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gone {
+    /// Not finished yet.
+    Pending,
+    /// Deleted.
+    Deleted,
+    /// Not deleted: it failed, or something depending on it could not be deleted.
+    Kept,
+}
+
+/// For each resource, the deleting resources of the set that depend on it (indices): they
+/// must be gone before it is deleted.
+fn dependents(ids: &[String], deps: &[Vec<String>], deleting: &[bool]) -> Vec<Vec<usize>> {
+    ids.iter().map(|id| (0..ids.len()).filter(|&j| deleting[j] && deps[j].iter().any(|d| d == id)).collect()).collect()
+}
+
+/// A resource on a cycle of `waits` (the set is built without one; a cycle would wait forever).
+fn in_cycle(waits: &[Vec<usize>]) -> Option<usize> {
+    let mut left: Vec<usize> = waits.iter().map(Vec::len).collect();
+    let mut ready: Vec<usize> = (0..waits.len()).filter(|&i| left[i] == 0).collect();
+    let mut done = vec![false; waits.len()];
+    while let Some(j) = ready.pop() {
+        done[j] = true;
+        for (i, w) in waits.iter().enumerate() {
+            if !done[i] && w.contains(&j) {
+                left[i] -= w.iter().filter(|&&k| k == j).count();
+                if left[i] == 0 {
+                    ready.push(i);
+                }
+            }
+        }
+    }
+    done.iter().position(|d| !d)
+}
+
+/// Delete a selection of the plan, highest dependency level first, each level's resources
+/// concurrently (bounded): the cluster side's phases.
 pub async fn delete_refs(cx: &Cx, planned: &[&Planned], on_done: &(dyn Fn(&Change) + Sync)) -> Result<()> {
     let max = planned.iter().map(|p| p.level).max().unwrap_or(0);
     for level in (0..=max).rev() {
@@ -367,6 +442,16 @@ mod tests {
         let deps = vec![vec![], vec!["policy".into(), "absent-oidc".into()], vec!["role".into()]];
         assert_eq!(waits_for(&ids, &deps, &[true, true, true]), vec![vec![], vec![0], vec![1]]);
         assert_eq!(waits_for(&ids, &deps, &[false, true, true]), vec![vec![], vec![], vec![1]]);
+    }
+
+    #[test]
+    fn a_resource_waits_for_the_deleting_resources_that_depend_on_it() {
+        let ids: Vec<String> = ["role", "profile", "policy", "other"].iter().map(|s| s.to_string()).collect();
+        let deps = vec![vec!["policy".into()], vec!["role".into()], vec![], vec!["role".into()]];
+        // `other` is not being deleted: nothing waits for it, and the role does not wait on it.
+        assert_eq!(dependents(&ids, &deps, &[true, true, true, false]), vec![vec![1], vec![], vec![0], vec![]]);
+        assert_eq!(in_cycle(&dependents(&ids, &deps, &[true; 4])), None);
+        assert_eq!(in_cycle(&[vec![1], vec![0], vec![]]), Some(0));
     }
 
     #[test]

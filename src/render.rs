@@ -271,6 +271,18 @@ mod tests {
         let docs = Documents::render(&d).unwrap();
         assert_eq!(docs.controller_trust["Statement"][0]["Principal"], json!({"Service": "pods.eks.amazonaws.com"}));
         assert_eq!(docs.controller_trust["Statement"][0]["Action"], json!(["sts:AssumeRole", "sts:TagSession"]));
+        // Scoped with the session tags EKS Pod Identity sets (EKS user guide, "Create IAM role
+        // with trust policy required by EKS Pod Identity") and the calling account.
+        let t = &d.target;
+        assert_eq!(
+            docs.controller_trust["Statement"][0]["Condition"]["StringEquals"],
+            json!({
+                "aws:SourceAccount": t.account,
+                "aws:RequestTag/eks-cluster-name": t.cluster,
+                "aws:RequestTag/kubernetes-namespace": t.namespace,
+                "aws:RequestTag/kubernetes-service-account": "karpenter",
+            })
+        );
     }
 
     #[test]

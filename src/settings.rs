@@ -24,6 +24,8 @@ pub struct InstallOptions {
     pub interruption: bool,
     /// Default NodePool/EC2NodeClass wanted.
     pub default_nodepool: bool,
+    /// The subnets to tag for discovery (`--subnets`); None: the cluster's private ones.
+    pub subnets: Option<Vec<String>>,
 }
 
 impl InstallOptions {
@@ -31,6 +33,7 @@ impl InstallOptions {
     pub fn from_args(a: &InstallArgs) -> Result<Self> {
         let karpenter_version = versions::choose(a.karpenter_version.as_deref(), a.allow_unknown_version)?.version;
         names::validate_namespace(&a.namespace)?;
+        let subnets = a.subnets.as_deref().map(validate_subnets).transpose()?;
         Ok(InstallOptions {
             namespace: a.namespace.clone(),
             auth: a.auth,
@@ -38,6 +41,7 @@ impl InstallOptions {
             version_given: a.karpenter_version.is_some(),
             interruption: !a.no_interruption,
             default_nodepool: !a.no_default_nodepool,
+            subnets,
         })
     }
 
@@ -106,4 +110,41 @@ pub fn offline_region(g: &GlobalArgs) -> Result<String> {
         .ok_or_else(|| Error::invalid("offline rendering needs a region", "pass --region (or set AWS_REGION)"))?;
     names::validate_region(&region)?;
     Ok(region)
+}
+
+/// `--subnets`: subnet ids (`subnet-` and hex), at least one, duplicates dropped.
+fn validate_subnets(ids: &[String]) -> Result<Vec<String>> {
+    let mut out: Vec<String> = Vec::new();
+    for id in ids.iter().map(|s| s.trim()) {
+        let hex = id.strip_prefix("subnet-").unwrap_or_default();
+        if hex.is_empty() || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(crate::error::Error::new(
+                crate::error::ErrorKind::InvalidInput,
+                format!("--subnets: {id:?} is not a subnet id"),
+            )
+            .with_hint("give subnet ids separated by commas, e.g. --subnets subnet-0abc123,subnet-0def456"));
+        }
+        if !out.iter().any(|o| o == id) {
+            out.push(id.to_string());
+        }
+    }
+    if out.is_empty() {
+        return Err(crate::error::Error::new(crate::error::ErrorKind::InvalidInput, "--subnets is empty")
+            .with_hint("give subnet ids separated by commas, or leave --subnets out to tag the private subnets"));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod subnet_tests {
+    use super::validate_subnets;
+
+    #[test]
+    fn subnets_must_be_subnet_ids() {
+        let ok = validate_subnets(&["subnet-0abc".into(), "subnet-0abc".into(), " subnet-12 ".into()]).unwrap();
+        assert_eq!(ok, vec!["subnet-0abc", "subnet-12"]);
+        assert!(validate_subnets(&["sg-123".into()]).is_err());
+        assert!(validate_subnets(&["subnet-xyz".into()]).is_err());
+        assert!(validate_subnets(&[]).is_err());
+    }
 }

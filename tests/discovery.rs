@@ -1,5 +1,6 @@
 //! Cluster discovery against the emulator: found, not found, wrong region, not ACTIVE, Auto Mode,
-//! and the binary's one-line errors and exit codes.
+//! the binary's one-line errors and exit codes, and which subnets get the discovery tag (private
+//! ones, `--subnets`, never another cluster's).
 
 mod support;
 
@@ -156,4 +157,99 @@ fn binary_offline_render_needs_no_aws() {
     let first = &doc["documents"][0];
     assert_eq!(first["resource"], "iam-role/KarpenterNodeRole-demo");
     assert_eq!(first["content"]["Statement"][0]["Principal"]["Service"], "ec2.amazonaws.com.cn");
+}
+
+/// Give `subnet` of `vpc` a route table of its own with a default route to an internet gateway.
+async fn route_to_internet(env: &Env, vpc: &str, subnet: &str) -> String {
+    let ec2 = &env.aws.ec2;
+    let igw = ec2.create_internet_gateway().send().await.unwrap();
+    let igw = igw.internet_gateway().unwrap().internet_gateway_id().unwrap().to_string();
+    ec2.attach_internet_gateway().internet_gateway_id(&igw).vpc_id(vpc).send().await.unwrap();
+    let rt = ec2.create_route_table().vpc_id(vpc).send().await.unwrap();
+    let rt = rt.route_table().unwrap().route_table_id().unwrap().to_string();
+    ec2.create_route().route_table_id(&rt).destination_cidr_block("0.0.0.0/0").gateway_id(&igw).send().await.unwrap();
+    ec2.associate_route_table().route_table_id(&rt).subnet_id(subnet).send().await.unwrap();
+    igw
+}
+
+async fn discovery_tag(env: &Env, id: &str) -> Option<String> {
+    support::install::ec2_tags(env, id).await.get("karpenter.sh/discovery").cloned()
+}
+
+#[tokio::test]
+async fn init_tags_only_private_subnets_and_says_why_it_skips_public_ones() {
+    let env = Env::new().await;
+    let seeded = env.seed_cluster("demo", Some("API_AND_CONFIG_MAP")).await;
+    let (a, b, c) = (&seeded.subnet_ids[0], &seeded.subnet_ids[1], &seeded.subnet_ids[2]);
+    let igw = route_to_internet(&env, &seeded.vpc_id, a).await;
+    env.aws
+        .ec2
+        .modify_subnet_attribute()
+        .subnet_id(b)
+        .map_public_ip_on_launch(aws_sdk_ec2::types::AttributeBooleanValue::builder().value(true).build())
+        .send()
+        .await
+        .unwrap();
+    let emit = tempfile::tempdir().unwrap();
+    env.run(&["init", "-c", "demo", "--yes", "--emit", emit.path().to_str().unwrap()]).await.unwrap();
+    assert_eq!(discovery_tag(&env, a).await, None, "a subnet routing to {igw} was tagged");
+    assert_eq!(discovery_tag(&env, b).await, None, "a subnet with public IPs on launch was tagged");
+    assert_eq!(discovery_tag(&env, c).await.as_deref(), Some("demo"));
+    assert_eq!(discovery_tag(&env, &seeded.security_group_id).await.as_deref(), Some("demo"));
+    let plan = env.run(&["init", "-c", "demo", "--dry-run", "--emit", emit.path().to_str().unwrap()]).await.unwrap();
+    let detail = support::install::detail(&plan, &format!("ec2-tags/{a}"));
+    assert!(detail.starts_with(&format!("public subnet (routes to internet gateway {igw}")), "{detail}");
+    assert!(detail.contains("--subnets"), "{detail}");
+    let detail = support::install::detail(&plan, &format!("ec2-tags/{b}"));
+    assert!(detail.contains("assigns public IPs on launch"), "{detail}");
+}
+
+#[tokio::test]
+async fn subnets_chooses_exactly_which_subnets_are_tagged() {
+    let env = Env::new().await;
+    let seeded = env.seed_cluster("demo", Some("API_AND_CONFIG_MAP")).await;
+    let (a, b, c) = (&seeded.subnet_ids[0], &seeded.subnet_ids[1], &seeded.subnet_ids[2]);
+    route_to_internet(&env, &seeded.vpc_id, a).await;
+    let chosen = format!("{a},{b}");
+    let emit = tempfile::tempdir().unwrap();
+    let dir = emit.path().to_str().unwrap();
+    env.run(&["init", "-c", "demo", "--yes", "--emit", dir, "--subnets", &chosen]).await.unwrap();
+    // Chosen: tagged even though public; not chosen: left alone though private.
+    assert_eq!(discovery_tag(&env, a).await.as_deref(), Some("demo"));
+    assert_eq!(discovery_tag(&env, b).await.as_deref(), Some("demo"));
+    assert_eq!(discovery_tag(&env, c).await, None);
+    // doctor warns about the public one it finds tagged.
+    let report = env.run(&["doctor", "-c", "demo", "--only", "aws"]).await.unwrap();
+    let checks = report.to_json()["checks"].as_array().unwrap().clone();
+    let public = checks.iter().find(|c| c["id"] == "discovery.public-subnets").expect("public-subnets check");
+    assert_eq!(public["status"], "warn", "{}", report.text);
+    assert!(public["message"].as_str().unwrap().contains(a.as_str()), "{public}");
+    assert!(!public["message"].as_str().unwrap().contains(b.as_str()), "{public}");
+    // A subnet outside the cluster's VPC, or one that does not exist, is refused before any write.
+    env.recorder.clear();
+    let err = env.run(&["init", "-c", "demo", "--yes", "--emit", dir, "--subnets", "subnet-0123456789abcdef0"]).await;
+    let err = err.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::InvalidInput, "{err}");
+    assert!(env.recorder.writes().is_empty(), "{:?}", env.recorder.writes());
+    let err = env.run(&["init", "-c", "demo", "--yes", "--emit", dir, "--subnets", "sg-123"]).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::InvalidInput, "{err}");
+}
+
+#[tokio::test]
+async fn a_subnet_tagged_for_another_cluster_is_never_retagged_even_with_adopt() {
+    let env = Env::new().await;
+    let seeded = env.seed_cluster("demo", Some("API_AND_CONFIG_MAP")).await;
+    let theirs = &seeded.subnet_ids[0];
+    let tag = aws_sdk_ec2::types::Tag::builder().key("karpenter.sh/discovery").value("other").build();
+    env.aws.ec2.create_tags().resources(theirs).tags(tag).send().await.unwrap();
+    let emit = tempfile::tempdir().unwrap();
+    for extra in [&[][..], &["--adopt"][..]] {
+        let mut args = vec!["init", "-c", "demo", "--yes", "--emit", emit.path().to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let report = env.run(&args).await.unwrap();
+        let detail = support::install::detail(&report, &format!("ec2-tags/{theirs}"));
+        assert!(detail.contains("another cluster"), "{detail}");
+        assert_eq!(discovery_tag(&env, theirs).await.as_deref(), Some("other"), "retagged with {extra:?}");
+    }
+    assert_eq!(discovery_tag(&env, &seeded.subnet_ids[1]).await.as_deref(), Some("demo"));
 }

@@ -156,6 +156,37 @@ async fn a_trust_subject_in_the_wrong_namespace_is_named() {
     assert!(hint.contains("namespace"), "{hint}");
 }
 
+/// The Pod Identity trust policy karpctl wrote before it was scoped: any association in the
+/// account could assume the role.
+const UNSCOPED_POD_IDENTITY_TRUST: &str = r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+    "Principal": {"Service": "pods.eks.amazonaws.com"}, "Action": ["sts:AssumeRole", "sts:TagSession"]}]}"#;
+
+#[tokio::test]
+async fn an_unscoped_pod_identity_trust_fails_and_init_scopes_it() {
+    let env = installed(&[]).await;
+    let role = format!("KarpenterControllerRole-{C}");
+    let iam = &env.aws.iam;
+    iam.update_assume_role_policy().role_name(&role).policy_document(UNSCOPED_POD_IDENTITY_TRUST).send().await.unwrap();
+    let (msg, hint) = only_failure(&doctor(&env, &[]).await, &format!("iam-role/{role}"));
+    assert!(msg.starts_with("trust policy is not scoped to SourceAccount="), "{msg}");
+    assert!(
+        msg.contains(&format!(
+            "eks-cluster-name={C}, kubernetes-namespace=kube-system, kubernetes-service-account=karpenter"
+        )),
+        "{msg}"
+    );
+    assert!(hint.contains("karpctl init"), "{hint}");
+    env.run(&["init", "-c", C, "--yes"]).await.expect("init repairs the trust");
+    let got = iam.get_role().role_name(&role).send().await.unwrap();
+    let doc = karpctl::resources::parse_policy(got.role().unwrap().assume_role_policy_document().unwrap()).unwrap();
+    let cond = &doc["Statement"][0]["Condition"]["StringEquals"];
+    assert_eq!(cond["aws:RequestTag/eks-cluster-name"], C);
+    assert_eq!(cond["aws:RequestTag/kubernetes-namespace"], "kube-system");
+    assert_eq!(cond["aws:RequestTag/kubernetes-service-account"], "karpenter");
+    assert_eq!(cond["aws:SourceAccount"].as_str().map(str::len), Some(12));
+    assert_eq!(failing(&doctor(&env, &[]).await), vec![]);
+}
+
 #[tokio::test]
 async fn a_deleted_oidc_provider_fails_it_and_skips_nothing_else() {
     let env = installed(&["--auth", "irsa"]).await;

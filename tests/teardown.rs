@@ -53,8 +53,10 @@ async fn leftovers(env: &Env, cluster: &str) -> (String, String, String) {
     let lt_id = lt.launch_template().unwrap().launch_template_id().unwrap().to_string();
     let profile = format!("{cluster}_1234567890");
     let iam = &env.aws.iam;
+    // Where Karpenter puts them: /karpenter/<region>/<cluster>/<EC2NodeClass uid>/.
     iam.create_instance_profile()
         .instance_profile_name(&profile)
+        .path(format!("/karpenter/{}/{cluster}/8a3f7c2e-0000-4000-8000-000000000001/", support::REGION))
         .tags(aws_sdk_iam::types::Tag::builder().key(&cluster_tag).value("owned").build().unwrap())
         .tags(
             aws_sdk_iam::types::Tag::builder().key("karpenter.k8s.aws/ec2nodeclass").value("default").build().unwrap(),
@@ -100,10 +102,13 @@ async fn discovery_value(env: &Env, resource: &str) -> Option<String> {
         .describe_tags()
         .filters(aws_sdk_ec2::types::Filter::builder().name("resource-id").values(resource).build())
         .filters(aws_sdk_ec2::types::Filter::builder().name("key").values("karpenter.sh/discovery").build())
+        .into_paginator()
+        .items()
         .send()
+        .try_collect()
         .await
         .unwrap();
-    out.tags().first().and_then(|t| t.value().map(str::to_string))
+    out.first().and_then(|t| t.value().map(str::to_string))
 }
 
 fn actions(report: &karpctl::Report) -> Vec<(String, String)> {
@@ -159,17 +164,18 @@ async fn assert_mine_gone(w: &World) {
     for role in [format!("KarpenterNodeRole-{C}"), format!("KarpenterControllerRole-{C}")] {
         assert!(!role_exists(env, &role).await, "{role} still exists");
     }
-    let policies = env.aws.iam.list_policies().scope(aws_sdk_iam::types::PolicyScopeType::Local).send().await.unwrap();
+    let policies = env.aws.iam.list_policies().scope(aws_sdk_iam::types::PolicyScopeType::Local).into_paginator();
+    let policies = policies.items().send().try_collect().await.unwrap();
     let left: Vec<&str> =
-        policies.policies().iter().filter_map(|p| p.policy_name()).filter(|n| n.ends_with(&format!("-{C}"))).collect();
+        policies.iter().filter_map(|p| p.policy_name()).filter(|n| n.ends_with(&format!("-{C}"))).collect();
     assert!(left.is_empty(), "{left:?}");
     assert!(!profile_exists(env, &format!("KarpenterNodeInstanceProfile-{C}")).await);
     assert!(!queue_exists(env, C).await);
     assert!(rule_names(env).await.iter().all(|r| !r.starts_with(&format!("Karpenter-{C}-"))));
     // Leftovers: terminated, deleted.
     assert_eq!(instance_state(env, &w.mine.0).await, "terminated");
-    let lts = env.aws.ec2.describe_launch_templates().send().await.unwrap();
-    assert!(lts.launch_templates().iter().all(|t| t.launch_template_id() != Some(w.mine.1.as_str())));
+    let lts = env.aws.ec2.describe_launch_templates().into_paginator().items().send().try_collect().await.unwrap();
+    assert!(lts.iter().all(|t| t.launch_template_id() != Some(w.mine.1.as_str())));
     assert!(!profile_exists(env, &w.mine.2).await);
     // Discovery tags karpctl added are gone; the one that was there before stays.
     assert_eq!(discovery_value(env, &w.seeded.subnet_ids[0]).await.as_deref(), Some(C));

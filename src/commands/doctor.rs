@@ -23,7 +23,7 @@ use crate::output::Report;
 use crate::plan;
 use crate::render::{policy_size, Documents, POLICY_SIZE_MAX};
 use crate::resources::helm_release::{HelmRelease, CONTROLLER};
-use crate::resources::{self, ClusterSide, Cx, Observed, Presence, Resource};
+use crate::resources::{self, discovery_tags, ClusterSide, Cx, Observed, Presence, Resource};
 use crate::settings::{self, InstallOptions};
 use crate::versions::lookup;
 
@@ -66,7 +66,7 @@ pub async fn run(g: &GlobalArgs, a: &DoctorArgs, hooks: &Hooks) -> Result<Report
     checks.extend(version_checks(&installed, &cx.desired));
     let repair = repair_command(&cx.desired);
 
-    let set = resources::desired_set(&cx.desired, &cx.cluster);
+    let set = resources::desired_set(&cx.desired, &cx.cluster, opts.subnets.as_deref());
     let deps: Vec<Vec<String>> = set.iter().map(|r| r.depends_on()).collect();
     let (observed, discovery) = tokio::join!(plan::observe_all(&cx, set, true), discovery_checks(&cx));
     let observed = observed?;
@@ -284,30 +284,32 @@ async fn discovery_checks(cx: &Cx) -> Result<Vec<Check>> {
     let ec2 = &cx.aws.ec2;
     let cluster = &cx.desired.target.cluster;
     let tag = Filter::builder().name(format!("tag:{DISCOVERY_TAG}")).values(cluster).build();
-    let (cluster_subnets, tagged_subnets, tagged_groups) = tokio::join!(
+    let (cluster_subnets, tagged_subnets, tagged_groups, tables) = tokio::join!(
         async {
             if cx.cluster.subnet_ids.is_empty() {
                 return Ok(None);
             }
-            ec2.describe_subnets().set_subnet_ids(Some(cx.cluster.subnet_ids.clone())).send().await.map(Some)
+            let ids = Some(cx.cluster.subnet_ids.clone());
+            ec2.describe_subnets().set_subnet_ids(ids).into_paginator().items().send().try_collect().await.map(Some)
         },
-        ec2.describe_subnets().filters(tag.clone()).send(),
-        ec2.describe_security_groups().filters(tag).send()
+        ec2.describe_subnets().filters(tag.clone()).into_paginator().items().send().try_collect(),
+        ec2.describe_security_groups().filters(tag).into_paginator().items().send().try_collect(),
+        discovery_tags::route_tables(cx, cx.cluster.vpc_id.as_deref())
     );
     let zones = |subnets: &[aws_sdk_ec2::types::Subnet]| -> BTreeSet<String> {
         subnets.iter().filter_map(|s| s.availability_zone().map(str::to_string)).collect()
     };
     let used = cluster_subnets
         .map_err(|e| Error::aws("failed to read the cluster's subnets", "ec2:DescribeSubnets", e))?
-        .map(|o| zones(o.subnets()))
+        .map(|o| zones(&o))
         .unwrap_or_default();
     let tagged = tagged_subnets.map_err(|e| Error::aws("failed to find tagged subnets", "ec2:DescribeSubnets", e))?;
-    let covered = zones(tagged.subnets());
+    let covered = zones(&tagged);
     let uncovered: Vec<&String> = used.iter().filter(|z| !covered.contains(*z)).collect();
     let hint = format!(
         "tag a subnet in each zone with {DISCOVERY_TAG}={cluster} (karpctl init does it for the cluster's subnets)"
     );
-    let subnets = if tagged.subnets().is_empty() {
+    let subnets = if tagged.is_empty() {
         Check::new(
             "discovery.subnets",
             Status::Fail,
@@ -324,16 +326,12 @@ async fn discovery_checks(cx: &Cx) -> Result<Vec<Check>> {
         Check::new(
             "discovery.subnets",
             Status::Pass,
-            format!(
-                "{} tagged subnets cover {}",
-                tagged.subnets().len(),
-                covered.into_iter().collect::<Vec<_>>().join(", ")
-            ),
+            format!("{} tagged subnets cover {}", tagged.len(), covered.into_iter().collect::<Vec<_>>().join(", ")),
         )
     };
     let groups = tagged_groups
         .map_err(|e| Error::aws("failed to find tagged security groups", "ec2:DescribeSecurityGroups", e))?;
-    let sg = if groups.security_groups().is_empty() {
+    let sg = if groups.is_empty() {
         Check::new(
             "discovery.security-groups",
             Status::Fail,
@@ -341,13 +339,31 @@ async fn discovery_checks(cx: &Cx) -> Result<Vec<Check>> {
         )
         .with_hint(format!("tag the cluster security group with {DISCOVERY_TAG}={cluster} (karpctl init does it)"))
     } else {
-        Check::new(
-            "discovery.security-groups",
-            Status::Pass,
-            format!("{} tagged security groups", groups.security_groups().len()),
-        )
+        Check::new("discovery.security-groups", Status::Pass, format!("{} tagged security groups", groups.len()))
     };
-    Ok(vec![subnets, sg])
+    // Karpenter launches into every subnet its selector matches: a public one puts nodes
+    // where the internet reaches them.
+    let tables = tables?;
+    let public: Vec<String> = tagged
+        .iter()
+        .filter_map(|s| {
+            discovery_tags::public_reason(s, &tables)
+                .map(|why| format!("{} ({why})", s.subnet_id().unwrap_or_default()))
+        })
+        .collect();
+    let exposure = if public.is_empty() {
+        Check::new("discovery.public-subnets", Status::Pass, "no tagged subnet is public")
+    } else {
+        Check::new(
+            "discovery.public-subnets",
+            Status::Warn,
+            format!("tagged subnets are public: {}", public.join(", ")),
+        )
+        .with_hint(format!(
+            "Karpenter launches nodes into public subnets too; remove {DISCOVERY_TAG} from them, or keep it on purpose"
+        ))
+    };
+    Ok(vec![subnets, sg, exposure])
 }
 
 fn report(c: &ClusterInfo, checks: Vec<Check>) -> Report {

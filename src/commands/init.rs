@@ -71,7 +71,7 @@ pub(crate) async fn walk(g: &GlobalArgs, a: &InitArgs, hooks: &Hooks, walk: Walk
     let cx = Cx { aws, desired, docs, cluster: info, cluster_side };
 
     let spinner = output::spinner("observing");
-    let set = resources::desired_set(&cx.desired, &cx.cluster);
+    let set = resources::desired_set(&cx.desired, &cx.cluster, opts.subnets.as_deref());
     let mut planned = plan::plan(&cx, set, a.adopt).await;
     spinner.finish_and_clear();
     let planned = planned.as_mut().map_err(|e| e.clone())?;
@@ -93,6 +93,9 @@ pub(crate) async fn walk(g: &GlobalArgs, a: &InitArgs, hooks: &Hooks, walk: Walk
     }
     let changes: Vec<Change> = planned.iter().map(|p| p.change.clone()).collect();
     let pending = changes.iter().filter(|c| c.action.is_change()).count();
+    for c in changes.iter().filter(|c| c.action == Action::Skip && c.detail.starts_with("public subnet")) {
+        output::warn(&format!("{}: {}", c.resource.trim_start_matches("ec2-tags/"), c.detail));
+    }
 
     let view = View { command: walk.command(), path: path.as_ref() };
     if a.dry_run {

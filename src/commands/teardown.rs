@@ -22,7 +22,7 @@ use crate::plan::{self, Action, Change, Planned};
 use crate::render::Documents;
 use crate::resources::manifest::Manifest;
 use crate::resources::{
-    self, discovery_tags::DiscoveryTags, helm_release, oidc_provider, orphans, ClusterApi, ClusterSide, Cx, Resource,
+    self, discovery_tags::DiscoveryTags, helm_release, oidc_provider, orphans, ClusterApi, ClusterSide, Cx, Observed, Resource,
 };
 use crate::settings::{self, InstallOptions};
 
@@ -44,9 +44,6 @@ pub async fn run(g: &GlobalArgs, a: &TeardownArgs, hooks: &Hooks) -> Result<Repo
         }
         Err(e) => return Err(e),
     };
-    if let Some(w) = info.exists().then(|| info.require_usable()).transpose()?.flatten() {
-        output::warn(&w);
-    }
     let mut target = opts.target_for(&info);
     // The auth mode decides nothing here (both identities are looked for); pod-identity needs no issuer.
     target.auth = crate::desired::AuthMode::PodIdentity;
@@ -68,18 +65,23 @@ pub async fn run(g: &GlobalArgs, a: &TeardownArgs, hooks: &Hooks) -> Result<Repo
     let cx = Cx { aws, desired, docs, cluster: info, cluster_side };
 
     let spinner = output::spinner("looking for what karpctl and Karpenter made");
-    let found = find_set(&cx).await;
-    spinner.finish_and_clear();
-    let (mut set, leftovers) = found?;
+    let mut set = resources::desired_set(&cx.desired, &cx.cluster, opts.subnets.as_deref());
     let controller = match cx.api() {
         Ok(api) => Some(survey(api, &cx, a, &mut set).await?),
         Err(_) => None,
     };
-    let is_iam: Vec<bool> = set.iter().map(|r| r.is_iam()).collect();
-    let ids: Vec<String> = set.iter().map(|r| r.id()).collect();
-    let deps: Vec<Vec<String>> = set.iter().map(|r| r.depends_on()).collect();
+    // Looking for what only tags find runs alongside observing the set: each search already
+    // reads what observing its finds would, so they need no second look.
+    let (found, observed) = tokio::join!(find_more(&cx), plan::observe_all(&cx, set, false));
+    spinner.finish_and_clear();
+    let (extra, leftovers) = found?;
+    let mut observed = observed?;
+    let mut known: HashSet<String> = observed.iter().map(|(r, _)| r.id()).collect();
+    observed.extend(extra.into_iter().filter(|(r, _)| known.insert(r.id())));
+    let is_iam: Vec<bool> = observed.iter().map(|(r, _)| r.is_iam()).collect();
+    let ids: Vec<String> = observed.iter().map(|(r, _)| r.id()).collect();
+    let deps: Vec<Vec<String>> = observed.iter().map(|(r, _)| r.depends_on()).collect();
     let levels = plan::levels(&ids, &deps);
-    let observed = plan::observe_all(&cx, set, false).await?;
     let mut main: Vec<Planned> = observed
         .into_iter()
         .zip(levels)
@@ -130,12 +132,14 @@ pub async fn run(g: &GlobalArgs, a: &TeardownArgs, hooks: &Hooks) -> Result<Repo
         let wait =
             Wait::new((a.wait_timeout / 20).clamp(Duration::from_millis(100), Wait::DRAIN.interval), a.wait_timeout);
         let mut running = controller.unwrap_or(false);
-        for n in 0..PHASES {
+        let mut instances_gone = false;
+        for n in 0..AWS_PHASE {
             let batch: Vec<&Planned> = main.iter().filter(|p| phase(&p.change.resource) == n).collect();
             if n == 2 && controller.is_some() && !running {
                 // No controller (any more): nothing else will terminate the instances or
                 // release the finalizers that keep the objects, and so the CRDs, from going.
                 plan::delete(&cx, &instances, &on_done).await?;
+                instances_gone = true;
                 notes.push(release(&cx).await?);
             }
             plan::delete_refs(&cx, &batch, &on_done).await?;
@@ -164,8 +168,17 @@ pub async fn run(g: &GlobalArgs, a: &TeardownArgs, hooks: &Hooks) -> Result<Repo
                 }
             }
         }
-        plan::delete(&cx, &instances, &on_done).await?;
-        plan::delete(&cx, &rest, &on_done).await
+        // The AWS side and Karpenter's leftovers together, by the dependency graph: a role
+        // waits for the profiles holding it (karpctl's and Karpenter's), a policy for the role
+        // it is attached to, the queue for its rules, a launch template for its instances, and
+        // nothing else waits.
+        let aws: Vec<&Planned> = main
+            .iter()
+            .filter(|p| phase(&p.change.resource) == AWS_PHASE)
+            .chain(&rest)
+            .chain(instances.iter().filter(|_| !instances_gone))
+            .collect();
+        plan::delete_graph(&cx, &aws, &on_done).await
     }
     .await;
     bar.finish_and_clear();
@@ -227,8 +240,8 @@ async fn release(cx: &Cx) -> Result<String> {
     Ok(line)
 }
 
-/// How many phases [`phase`] knows.
-const PHASES: usize = 4;
+/// The phase of [`phase`] that holds the AWS side, after the cluster side's three.
+const AWS_PHASE: usize = 3;
 
 /// The removal phase of a resource: NodePools, EC2NodeClasses, helm releases, the rest.
 fn phase(id: &str) -> usize {
@@ -243,57 +256,44 @@ fn phase(id: &str) -> usize {
     }
 }
 
-/// The resources to consider: the desired set (for the names karpctl uses), plus what only
-/// tags can find once the cluster is gone or changed: karpctl's OIDC providers and the
-/// subnets and security groups it tagged, and Karpenter's leftovers.
-async fn find_set(cx: &Cx) -> Result<(Vec<Box<dyn Resource>>, Vec<orphans::Orphan>)> {
+/// What only tags find once the cluster is gone or changed: karpctl's OIDC providers and the
+/// subnets and security groups it tagged (observed by the search itself: both are karpctl's,
+/// found by its tags for this cluster), and Karpenter's leftovers.
+async fn find_more(cx: &Cx) -> Result<(Vec<(Box<dyn Resource>, Observed)>, Vec<orphans::Orphan>)> {
     let (providers, tagged, leftovers) =
         tokio::join!(oidc_provider::find_owned(cx), tagged_by_karpctl(cx), orphans::find(cx));
-    let mut set = resources::desired_set(&cx.desired, &cx.cluster);
-    let mut seen: HashSet<String> = set.iter().map(|r| r.id()).collect();
+    let owned = || Observed::present(true, Vec::new(), ());
+    let mut extra: Vec<(Box<dyn Resource>, Observed)> = Vec::new();
     for arn in providers? {
-        let r = oidc_provider::OidcProvider::with_arn(&arn);
-        if seen.insert(r.id()) {
-            set.insert(0, Box::new(r));
-        }
+        extra.push((Box::new(oidc_provider::OidcProvider::with_arn(&arn)), owned()));
     }
     for id in tagged? {
-        let r = DiscoveryTags::new(id);
-        if seen.insert(r.id()) {
-            set.push(Box::new(r));
-        }
+        extra.push((Box::new(DiscoveryTags::new(id)), owned()));
     }
-    Ok((set, leftovers?))
+    Ok((extra, leftovers?))
 }
 
-/// Subnets and security groups carrying karpctl's discovery marker for this cluster.
+/// Subnets and security groups carrying karpctl's discovery marker and the discovery tag for
+/// this cluster (another cluster's marked subnets are not ours to untag). Both searches at
+/// once; every page read.
 async fn tagged_by_karpctl(cx: &Cx) -> Result<Vec<String>> {
-    let out = cx
-        .aws
-        .ec2
-        .describe_tags()
-        .filters(Filter::builder().name("key").values(DISCOVERY_MARKER_TAG).build())
-        .send()
-        .await
-        .map_err(|e| Error::aws("failed to look for karpctl's discovery tags", "ec2:DescribeTags", e))?;
-    let marked: Vec<String> = out.tags().iter().filter_map(|t| t.resource_id().map(str::to_string)).collect();
-    if marked.is_empty() {
-        return Ok(marked);
-    }
-    // Only those tagged for this cluster: another cluster's marked subnets are not ours to untag.
-    let ours = cx
-        .aws
-        .ec2
-        .describe_tags()
-        .filters(Filter::builder().name("resource-id").set_values(Some(marked)).build())
-        .filters(Filter::builder().name("key").values(DISCOVERY_TAG).build())
-        .filters(Filter::builder().name("value").values(&cx.desired.target.cluster).build())
-        .send()
-        .await
-        .map_err(|e| Error::aws("failed to read discovery tags", "ec2:DescribeTags", e))?;
-    let mut ids: Vec<String> = ours.tags().iter().filter_map(|t| t.resource_id().map(str::to_string)).collect();
+    let ec2 = &cx.aws.ec2;
+    let search = |filters: Vec<Filter>| async {
+        let tags = ec2.describe_tags().set_filters(Some(filters)).into_paginator().items().send().try_collect().await;
+        let tags =
+            tags.map_err(|e| Error::aws("failed to look for karpctl's discovery tags", "ec2:DescribeTags", e))?;
+        Ok::<HashSet<String>, Error>(tags.iter().filter_map(|t| t.resource_id().map(str::to_string)).collect())
+    };
+    let (marked, ours) = tokio::join!(
+        search(vec![Filter::builder().name("key").values(DISCOVERY_MARKER_TAG).build()]),
+        search(vec![
+            Filter::builder().name("key").values(DISCOVERY_TAG).build(),
+            Filter::builder().name("value").values(&cx.desired.target.cluster).build(),
+        ])
+    );
+    let ours = ours?;
+    let mut ids: Vec<String> = marked?.into_iter().filter(|id| ours.contains(id)).collect();
     ids.sort();
-    ids.dedup();
     Ok(ids)
 }
 

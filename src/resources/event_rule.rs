@@ -2,6 +2,7 @@
 //! rebalance, state change, scheduled change, capacity reservation) to the queue.
 
 use async_trait::async_trait;
+use aws_sdk_eventbridge::operation::list_targets_by_rule::ListTargetsByRuleError;
 use aws_sdk_eventbridge::types::{RuleState, Tag, Target};
 use serde_json::Value;
 
@@ -26,6 +27,8 @@ struct Facts {
     arn: String,
     rule_differs: bool,
     target_missing: bool,
+    /// The ids of the rule's targets when observed: what teardown removes.
+    target_ids: Vec<String>,
 }
 
 impl EventRule {
@@ -53,6 +56,24 @@ impl EventRule {
                 })
             })
             .collect()
+    }
+
+    /// Every target of the rule, page by page (the SDK has no paginator for this call, while
+    /// EventBridge pages it with NextToken).
+    async fn targets(
+        &self,
+        cx: &Cx,
+    ) -> Result<Vec<Target>, aws_sdk_eventbridge::error::SdkError<ListTargetsByRuleError>> {
+        let mut all = Vec::new();
+        let mut token = None;
+        loop {
+            let page = cx.aws.events.list_targets_by_rule().rule(&self.name).set_next_token(token).send().await?;
+            all.extend(page.targets().iter().cloned());
+            match page.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => return Ok(all),
+            }
+        }
     }
 
     async fn put_rule(&self, cx: &Cx, tags: Option<Vec<Tag>>) -> Result<()> {
@@ -113,13 +134,11 @@ impl Resource for EventRule {
         });
         let Some(rule) = rule.found()? else { return Ok(Observed::absent()) };
         let arn = rule.arn().unwrap_or_default().to_string();
-        let (targets, tags) = tokio::join!(
-            ev.list_targets_by_rule().rule(&self.name).send(),
-            ev.list_tags_for_resource().resource_arn(&arn).send()
-        );
+        let (targets, tags) = tokio::join!(self.targets(cx), ev.list_tags_for_resource().resource_arn(&arn).send());
         let targets = targets.map_err(|e| {
             Error::aws(format!("failed to list targets of rule {}", self.name), "events:ListTargetsByRule", e)
         })?;
+        let target_ids: Vec<String> = targets.iter().map(|t| t.id().to_string()).collect();
         let tags = tags.map_err(|e| {
             Error::aws(format!("failed to read tags of rule {}", self.name), "events:ListTagsForResource", e)
         })?;
@@ -129,7 +148,7 @@ impl Resource for EventRule {
             .is_some_and(|p| self.pattern(cx).is_ok_and(|want| p == *want));
         let enabled = rule.state() == Some(&RuleState::Enabled);
         let queue_arn = cx.desired.queue_arn();
-        let target_missing = !targets.targets().iter().any(|t| t.arn() == queue_arn);
+        let target_missing = !targets.iter().any(|t| t.arn() == queue_arn);
         let mut drift = Vec::new();
         if !pattern_same {
             drift.push(Drift::new("event pattern differs"));
@@ -141,7 +160,11 @@ impl Resource for EventRule {
             drift.push(Drift::new("does not target the queue"));
         }
         let owned = cx.desired.is_owned(tags.tags().iter().map(|t| (t.key(), t.value())));
-        Ok(Observed::present(owned, drift, Facts { arn, rule_differs: !pattern_same || !enabled, target_missing }))
+        Ok(Observed::present(
+            owned,
+            drift,
+            Facts { arn, rule_differs: !pattern_same || !enabled, target_missing, target_ids },
+        ))
     }
 
     async fn apply(&self, cx: &Cx, seen: &Observed) -> Result<()> {
@@ -168,23 +191,31 @@ impl Resource for EventRule {
         Ok(())
     }
 
-    async fn delete(&self, cx: &Cx, _seen: &Observed) -> Result<()> {
+    async fn delete(&self, cx: &Cx, seen: &Observed) -> Result<()> {
         // EventBridge refuses to delete a rule that still has targets, and for a moment after
         // RemoveTargets it still sees them; RemoveTargets itself may fail some entries. So the
-        // whole removal is retried until the rule goes.
+        // whole removal is retried until the rule goes: the first attempt removes the targets
+        // observation listed (no extra round trip), a retry lists them again.
         let what = format!("EventBridge rule {}", self.name);
-        patiently(&what, classify, || self.remove_targets_and_rule(cx)).await
+        let mut known = seen.facts::<Facts>().map(|f| f.target_ids.clone());
+        patiently(&what, classify, || self.remove_targets_and_rule(cx, known.take())).await
     }
 }
 
 impl EventRule {
-    async fn remove_targets_and_rule(&self, cx: &Cx) -> Result<()> {
+    /// Remove `ids` (listed afresh when `None`) and then the rule.
+    async fn remove_targets_and_rule(&self, cx: &Cx, ids: Option<Vec<String>>) -> Result<()> {
         let ev = &cx.aws.events;
-        let targets = ev.list_targets_by_rule().rule(&self.name).send().await.map_err(|e| {
-            Error::aws(format!("failed to list targets of rule {}", self.name), "events:ListTargetsByRule", e)
-        });
-        let Some(targets) = targets.found()? else { return Ok(()) };
-        let ids: Vec<String> = targets.targets().iter().map(|t| t.id().to_string()).collect();
+        let ids = match ids {
+            Some(ids) => ids,
+            None => {
+                let targets = ev.list_targets_by_rule().rule(&self.name).send().await.map_err(|e| {
+                    Error::aws(format!("failed to list targets of rule {}", self.name), "events:ListTargetsByRule", e)
+                });
+                let Some(targets) = targets.found()? else { return Ok(()) };
+                targets.targets().iter().map(|t| t.id().to_string()).collect()
+            }
+        };
         if !ids.is_empty() {
             let r = ev.remove_targets().rule(&self.name).set_ids(Some(ids)).send().await;
             let doing = format!("failed to remove the targets of rule {}", self.name);

@@ -132,39 +132,49 @@ impl Resource for InstanceProfile {
         true
     }
 
-    async fn delete(&self, cx: &Cx, _seen: &Observed) -> Result<()> {
-        delete_instance_profile(cx, &self.name).await
+    async fn delete(&self, cx: &Cx, seen: &Observed) -> Result<()> {
+        // The roles observation saw: no second read before the delete.
+        let roles: Vec<String> = match seen.facts::<Facts>() {
+            Some(f) => f.other_roles.iter().cloned().chain(f.has_role.then(|| self.role.clone())).collect(),
+            None => Vec::new(),
+        };
+        delete_instance_profile(cx, &self.name, &roles).await
     }
 }
 
-/// Delete an instance profile, taking its roles out first (IAM refuses otherwise). Shared with
-/// the orphan sweep, which removes the profiles Karpenter made.
-pub async fn delete_instance_profile(cx: &Cx, name: &str) -> Result<()> {
-    let iam = &cx.aws.iam;
-    let got = iam
-        .get_instance_profile()
-        .instance_profile_name(name)
-        .send()
-        .await
-        .map_err(|e| Error::aws(format!("failed to read instance profile {name}"), "iam:GetInstanceProfile", e));
-    let Some(got) = got.found()? else { return Ok(()) };
-    for role in got.instance_profile().map(|p| p.roles()).unwrap_or_default() {
-        let r = iam
-            .remove_role_from_instance_profile()
-            .instance_profile_name(name)
-            .role_name(role.role_name())
-            .send()
-            .await;
+/// Take `role` out of instance profile `profile`; already out (or either gone) is done.
+pub async fn remove_role(cx: &Cx, profile: &str, role: &str) -> Result<()> {
+    let r = cx.aws.iam.remove_role_from_instance_profile().instance_profile_name(profile).role_name(role).send().await;
+    ignore_gone(r.map_err(|e| {
+        Error::aws(format!("failed to take {role} out of {profile}"), "iam:RemoveRoleFromInstanceProfile", e)
+    }))
+}
+
+/// Delete an instance profile, taking out first the roles it was seen holding (IAM refuses
+/// otherwise). Should a role have been added since, IAM answers DeleteConflict: the profile
+/// is read again, emptied, and deleted. Shared with the orphan sweep, which removes the
+/// profiles Karpenter made.
+pub async fn delete_instance_profile(cx: &Cx, name: &str, roles: &[String]) -> Result<()> {
+    futures::future::try_join_all(roles.iter().map(|r| remove_role(cx, name, r))).await?;
+    let delete = || async {
+        let r = cx.aws.iam.delete_instance_profile().instance_profile_name(name).send().await;
         ignore_gone(r.map_err(|e| {
-            Error::aws(
-                format!("failed to take {} out of {name}", role.role_name()),
-                "iam:RemoveRoleFromInstanceProfile",
-                e,
-            )
-        }))?;
+            Error::aws(format!("failed to delete instance profile {name}"), "iam:DeleteInstanceProfile", e)
+        }))
+    };
+    match delete().await {
+        Err(e) if e.code.as_deref() == Some("DeleteConflict") => {
+            let got = cx.aws.iam.get_instance_profile().instance_profile_name(name).send().await.map_err(|e| {
+                Error::aws(format!("failed to read instance profile {name}"), "iam:GetInstanceProfile", e)
+            });
+            let Some(got) = got.found()? else { return Ok(()) };
+            let now: Vec<String> = got
+                .instance_profile()
+                .map(|p| p.roles().iter().map(|r| r.role_name().to_string()).collect())
+                .unwrap_or_default();
+            futures::future::try_join_all(now.iter().map(|r| remove_role(cx, name, r))).await?;
+            delete().await
+        }
+        other => other,
     }
-    let r = iam.delete_instance_profile().instance_profile_name(name).send().await;
-    ignore_gone(
-        r.map_err(|e| Error::aws(format!("failed to delete instance profile {name}"), "iam:DeleteInstanceProfile", e)),
-    )
 }

@@ -41,11 +41,12 @@ impl ManagedPolicy {
 
     /// Make room for a new version: IAM refuses a sixth, so the oldest non-default one goes.
     async fn prune_versions(&self, cx: &Cx) -> Result<()> {
-        let out = cx.aws.iam.list_policy_versions().policy_arn(&self.arn).send().await.map_err(|e| {
+        let versions = cx.aws.iam.list_policy_versions().policy_arn(&self.arn).into_paginator().items().send();
+        let versions = versions.try_collect().await.map_err(|e| {
             Error::aws(format!("failed to list versions of policy {}", self.name), "iam:ListPolicyVersions", e)
         })?;
-        let mut old: Vec<_> = out.versions().iter().filter(|v| !v.is_default_version()).collect();
-        if out.versions().len() < MAX_VERSIONS {
+        let mut old: Vec<_> = versions.iter().filter(|v| !v.is_default_version()).collect();
+        if versions.len() < MAX_VERSIONS {
             return Ok(());
         }
         // Oldest first; versions made within the same second are ordered by their number (v2 < v10).
@@ -146,49 +147,92 @@ impl Resource for ManagedPolicy {
         true
     }
 
+    async fn prepare_delete(&self, cx: &Cx, _seen: &Observed) -> Result<()> {
+        // Runs while the roles using the policy are being deleted: detaching here and there
+        // at once only makes one of the two calls answer NoSuchEntity, which is done.
+        self.empty(cx).await
+    }
+
     async fn delete(&self, cx: &Cx, _seen: &Observed) -> Result<()> {
-        let iam = &cx.aws.iam;
-        let arn = &self.arn;
-        // A policy goes only once it is attached nowhere and has no version but the default.
-        let entities = iam.list_entities_for_policy().policy_arn(arn).send().await.map_err(|e| {
-            Error::aws(format!("failed to list where {} is attached", self.name), "iam:ListEntitiesForPolicy", e)
-        });
-        let Some(entities) = entities.found()? else { return Ok(()) };
-        for role in entities.policy_roles().iter().filter_map(|r| r.role_name()) {
-            let busy = format!("role {role}");
-            ignore_gone(
-                patiently(&busy, classify, || async {
-                    iam.detach_role_policy().role_name(role).policy_arn(arn).send().await.map_err(|e| {
-                        Error::aws(format!("failed to detach {} from {role}", self.name), "iam:DetachRolePolicy", e)
-                    })
-                })
-                .await,
-            )?;
+        match self.delete_policy(cx).await {
+            // Attached again, or given a version, since `prepare_delete`: once more.
+            Err(e) if e.code.as_deref() == Some("DeleteConflict") => {
+                self.empty(cx).await?;
+                self.delete_policy(cx).await
+            }
+            other => other,
         }
-        for user in entities.policy_users().iter().filter_map(|u| u.user_name()) {
-            let r = iam.detach_user_policy().user_name(user).policy_arn(arn).send().await;
-            ignore_gone(r.map_err(|e| {
-                Error::aws(format!("failed to detach {} from {user}", self.name), "iam:DetachUserPolicy", e)
-            }))?;
-        }
-        for group in entities.policy_groups().iter().filter_map(|g| g.group_name()) {
-            let r = iam.detach_group_policy().group_name(group).policy_arn(arn).send().await;
-            ignore_gone(r.map_err(|e| {
-                Error::aws(format!("failed to detach {} from {group}", self.name), "iam:DetachGroupPolicy", e)
-            }))?;
-        }
-        let versions = iam.list_policy_versions().policy_arn(arn).send().await.map_err(|e| {
-            Error::aws(format!("failed to list versions of {}", self.name), "iam:ListPolicyVersions", e)
-        })?;
-        for v in versions.versions().iter().filter(|v| !v.is_default_version()).filter_map(|v| v.version_id()) {
-            let r = iam.delete_policy_version().policy_arn(arn).version_id(v).send().await;
-            ignore_gone(r.map_err(|e| {
-                Error::aws(format!("failed to delete {v} of {}", self.name), "iam:DeletePolicyVersion", e)
-            }))?;
-        }
-        let r = iam.delete_policy().policy_arn(arn).send().await;
+    }
+}
+
+impl ManagedPolicy {
+    async fn delete_policy(&self, cx: &Cx) -> Result<()> {
+        let r = cx.aws.iam.delete_policy().policy_arn(&self.arn).send().await;
         ignore_gone(
             r.map_err(|e| Error::aws(format!("failed to delete IAM policy {}", self.name), "iam:DeletePolicy", e)),
         )
+    }
+
+    /// Detach the policy from every user, group and role, and delete its non-default
+    /// versions, all concurrently: a policy goes only once it is attached nowhere and has no
+    /// version but the default.
+    async fn empty(&self, cx: &Cx) -> Result<()> {
+        let iam = &cx.aws.iam;
+        let arn = &self.arn;
+        let (entities, versions) = tokio::join!(
+            iam.list_entities_for_policy().policy_arn(arn).into_paginator().send().try_collect(),
+            iam.list_policy_versions().policy_arn(arn).into_paginator().items().send().try_collect()
+        );
+        let entities = entities.map_err(|e| {
+            Error::aws(format!("failed to list where {} is attached", self.name), "iam:ListEntitiesForPolicy", e)
+        });
+        let Some(pages) = entities.found()? else { return Ok(()) };
+        let versions = versions
+            .map_err(|e| Error::aws(format!("failed to list versions of {}", self.name), "iam:ListPolicyVersions", e));
+        let versions = versions.found()?.unwrap_or_default();
+        let name = &self.name;
+        let mut calls: Vec<futures::future::BoxFuture<'_, Result<()>>> = Vec::new();
+        for page in &pages {
+            for role in page.policy_roles().iter().filter_map(|r| r.role_name()) {
+                calls.push(Box::pin(async move {
+                    // Other writes to the role (its own deletion walk) can answer
+                    // ConcurrentModification: waited out, not failed.
+                    let busy = format!("role {role}");
+                    ignore_gone(
+                        patiently(&busy, classify, || async {
+                            iam.detach_role_policy().role_name(role).policy_arn(arn).send().await.map_err(|e| {
+                                Error::aws(format!("failed to detach {name} from {role}"), "iam:DetachRolePolicy", e)
+                            })
+                        })
+                        .await,
+                    )
+                }));
+            }
+            for user in page.policy_users().iter().filter_map(|u| u.user_name()) {
+                calls.push(Box::pin(async move {
+                    let r = iam.detach_user_policy().user_name(user).policy_arn(arn).send().await;
+                    ignore_gone(r.map_err(|e| {
+                        Error::aws(format!("failed to detach {name} from {user}"), "iam:DetachUserPolicy", e)
+                    }))
+                }));
+            }
+            for group in page.policy_groups().iter().filter_map(|g| g.group_name()) {
+                calls.push(Box::pin(async move {
+                    let r = iam.detach_group_policy().group_name(group).policy_arn(arn).send().await;
+                    ignore_gone(r.map_err(|e| {
+                        Error::aws(format!("failed to detach {name} from {group}"), "iam:DetachGroupPolicy", e)
+                    }))
+                }));
+            }
+        }
+        for v in versions.iter().filter(|v| !v.is_default_version()).filter_map(|v| v.version_id()) {
+            calls.push(Box::pin(async move {
+                let r = iam.delete_policy_version().policy_arn(arn).version_id(v).send().await;
+                ignore_gone(
+                    r.map_err(|e| Error::aws(format!("failed to delete {v} of {name}"), "iam:DeletePolicyVersion", e)),
+                )
+            }));
+        }
+        futures::future::try_join_all(calls).await.map(|_| ())
     }
 }

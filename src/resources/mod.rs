@@ -184,8 +184,15 @@ pub trait Resource: Send + Sync {
     async fn observe(&self, cx: &Cx) -> Result<Observed>;
     /// Converge: create it, repair its drift, or (adopting) tag it as karpctl's.
     async fn apply(&self, cx: &Cx, seen: &Observed) -> Result<()>;
+    /// The part of removing it that need not wait for the resources depending on it to be
+    /// gone (detaching a role's policies while its instance profile is deleted). Teardown runs
+    /// it as soon as it starts, then [`Resource::delete`] once the dependents are deleted.
+    async fn prepare_delete(&self, _cx: &Cx, _seen: &Observed) -> Result<()> {
+        Ok(())
+    }
     /// Remove it (teardown calls this only for resources karpctl owns), together with what
-    /// must go first for the delete to succeed (attachments, targets, versions).
+    /// must go first for the delete to succeed (attachments, targets, versions) that
+    /// [`Resource::prepare_delete`] did not already remove.
     async fn delete(&self, cx: &Cx, seen: &Observed) -> Result<()>;
     /// Whether it is IAM (kept by `teardown --keep-iam`).
     fn is_iam(&self) -> bool {
@@ -198,7 +205,9 @@ pub trait Resource: Send + Sync {
 }
 
 /// The ordered desired set for a cluster: every resource `init` considers, in apply order.
-pub fn desired_set(d: &Desired, cluster: &ClusterInfo) -> Vec<Box<dyn Resource>> {
+/// `subnets`: the subnets chosen with `--subnets` for the discovery tag (default: the
+/// cluster's own, of which only the private ones are tagged).
+pub fn desired_set(d: &Desired, cluster: &ClusterInfo, subnets: Option<&[String]>) -> Vec<Box<dyn Resource>> {
     let mut set: Vec<Box<dyn Resource>> = Vec::new();
     set.push(Box::new(oidc_provider::OidcProvider::new(d)));
     set.push(Box::new(role::Role::node(d)));
@@ -210,9 +219,12 @@ pub fn desired_set(d: &Desired, cluster: &ClusterInfo) -> Vec<Box<dyn Resource>>
     set.push(Box::new(access_entry::AccessEntry::new(d)));
     set.push(Box::new(pod_identity_agent::PodIdentityAgent));
     set.push(Box::new(pod_identity::PodIdentityAssociation::new(d)));
-    let mut tagged: Vec<String> = cluster.subnet_ids.clone();
-    tagged.extend(cluster.cluster_security_group_id.clone());
-    for id in tagged {
+    let ids = subnets.map_or_else(|| cluster.subnet_ids.clone(), <[String]>::to_vec);
+    let survey = Arc::new(discovery_tags::SubnetSurvey::new(cluster.vpc_id.clone(), ids.clone(), subnets.is_some()));
+    for id in ids {
+        set.push(Box::new(discovery_tags::DiscoveryTags::subnet(id, survey.clone())));
+    }
+    if let Some(id) = cluster.cluster_security_group_id.clone() {
         set.push(Box::new(discovery_tags::DiscoveryTags::new(id)));
     }
     set.push(Box::new(spot_role::SpotServiceLinkedRole));

@@ -28,7 +28,8 @@ impl OidcProvider {
     }
 }
 
-/// The ARNs of the OIDC providers karpctl created for this cluster.
+/// The ARNs of the OIDC providers karpctl created for this cluster (each provider's tags read
+/// concurrently: IAM cannot filter by tag, and lists no tags).
 pub async fn find_owned(cx: &Cx) -> Result<Vec<String>> {
     let iam = &cx.aws.iam;
     let list = iam
@@ -36,19 +37,16 @@ pub async fn find_owned(cx: &Cx) -> Result<Vec<String>> {
         .send()
         .await
         .map_err(|e| Error::aws("failed to list IAM OIDC providers", "iam:ListOpenIDConnectProviders", e))?;
-    let mut owned = Vec::new();
-    for arn in list.open_id_connect_provider_list().iter().filter_map(|p| p.arn()) {
+    let reads = list.open_id_connect_provider_list().iter().filter_map(|p| p.arn()).map(|arn| async move {
         let got = iam
             .get_open_id_connect_provider()
             .open_id_connect_provider_arn(arn)
             .send()
             .await
             .map_err(|e| Error::aws("failed to read an IAM OIDC provider", "iam:GetOpenIDConnectProvider", e));
-        if got.found()?.is_some_and(|g| iam_owned(&cx.desired, g.tags())) {
-            owned.push(arn.to_string());
-        }
-    }
-    Ok(owned)
+        Ok::<_, Error>(got.found()?.is_some_and(|g| iam_owned(&cx.desired, g.tags())).then(|| arn.to_string()))
+    });
+    Ok(futures::future::try_join_all(reads).await?.into_iter().flatten().collect())
 }
 
 /// The provider's resource id: `oidc-provider/<issuer host/path>`.

@@ -1,7 +1,8 @@
 //! What Karpenter leaves behind when it is removed before it could clean up: instances,
 //! launch templates and instance profiles it made for this cluster. Teardown finds them by
-//! Karpenter's own tags (never by name) and removes them last. Another cluster's are never
-//! matched: every query includes this cluster's tag.
+//! Karpenter's own tags (never by name); instances go first, and the node role waits for the
+//! profiles that hold it. Another cluster's are never matched: every query includes this
+//! cluster's tag (and, for instance profiles, Karpenter's path for this cluster and region).
 
 use std::time::Duration;
 
@@ -33,12 +34,17 @@ pub struct Orphan {
     kind: OrphanKind,
     /// Instance id, launch template id, or instance profile name.
     key: String,
+    /// The roles an instance profile holds (taken out before it is deleted).
+    roles: Vec<String>,
+    /// For an instance, the launch templates and profiles found with it: it "depends on"
+    /// them, so teardown terminates it before deleting them.
+    after: Vec<String>,
 }
 
 impl Orphan {
     /// A leftover of `kind` identified by `key`.
     pub fn new(kind: OrphanKind, key: impl Into<String>) -> Self {
-        Orphan { kind, key: key.into() }
+        Orphan { kind, key: key.into(), roles: Vec::new(), after: Vec::new() }
     }
 
     /// What kind of leftover it is.
@@ -47,7 +53,7 @@ impl Orphan {
     }
 }
 
-/// Find this cluster's leftovers.
+/// Find this cluster's leftovers (every query concurrently, every page read).
 pub async fn find(cx: &Cx) -> Result<Vec<Orphan>> {
     let cluster = &cx.desired.target.cluster;
     let ec2 = &cx.aws.ec2;
@@ -65,53 +71,72 @@ pub async fn find(cx: &Cx) -> Result<Vec<Orphan>> {
         )
         .into_paginator()
         .items()
-        .send();
-    let (instances, templates, profiles) = tokio::join!(
-        instances.collect::<Vec<_>>(),
-        ec2.describe_launch_templates()
-            .filters(Filter::builder().name("tag:karpenter.k8s.aws/cluster").values(cluster).build())
-            .send(),
-        karpenter_profiles(cx)
-    );
-    let mut out = Vec::new();
-    for r in instances {
-        let r = r.map_err(|e| Error::aws("failed to look for Karpenter's instances", "ec2:DescribeInstances", e))?;
-        for i in r.instances().iter().filter_map(|i| i.instance_id()) {
-            out.push(Orphan::new(OrphanKind::Instance, i));
-        }
-    }
+        .send()
+        .try_collect();
+    let templates = ec2
+        .describe_launch_templates()
+        .filters(Filter::builder().name("tag:karpenter.k8s.aws/cluster").values(cluster).build())
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect();
+    let (instances, templates, profiles) = tokio::join!(instances, templates, karpenter_profiles(cx));
+    let instances =
+        instances.map_err(|e| Error::aws("failed to look for Karpenter's instances", "ec2:DescribeInstances", e))?;
     let templates = templates
         .map_err(|e| Error::aws("failed to look for Karpenter's launch templates", "ec2:DescribeLaunchTemplates", e))?;
-    for t in templates.launch_templates().iter().filter_map(|t| t.launch_template_id()) {
-        out.push(Orphan::new(OrphanKind::LaunchTemplate, t));
+    let mut rest: Vec<Orphan> = templates
+        .iter()
+        .filter_map(|t| t.launch_template_id())
+        .map(|t| Orphan::new(OrphanKind::LaunchTemplate, t))
+        .collect();
+    for (name, roles) in profiles? {
+        rest.push(Orphan { roles, ..Orphan::new(OrphanKind::InstanceProfile, name) });
     }
-    out.extend(profiles?.into_iter().map(|p| Orphan::new(OrphanKind::InstanceProfile, p)));
+    // Instances use the templates and profiles: they go first.
+    let used: Vec<String> = rest.iter().map(Orphan::id_of).collect();
+    let mut out: Vec<Orphan> = instances
+        .iter()
+        .flat_map(|r| r.instances())
+        .filter_map(|i| i.instance_id())
+        .map(|i| Orphan { after: used.clone(), ..Orphan::new(OrphanKind::Instance, i) })
+        .collect();
+    out.extend(rest);
     Ok(out)
 }
 
-/// Instance profiles Karpenter made for this cluster. IAM cannot filter by tag, so each
-/// profile's tags are read (concurrently, bounded).
-async fn karpenter_profiles(cx: &Cx) -> Result<Vec<String>> {
+/// The IAM path under which Karpenter creates this cluster's instance profiles:
+/// `/karpenter/<region>/<cluster>/<EC2NodeClass uid>/` (Karpenter's instance profile provider;
+/// it lists a cluster's own with this prefix too). The trailing slash keeps cluster `a` from
+/// matching cluster `ab`.
+pub fn profile_path(region: &str, cluster: &str) -> String {
+    format!("/karpenter/{region}/{cluster}/")
+}
+
+/// Instance profiles Karpenter made for this cluster, with the roles they hold: listed on
+/// Karpenter's path for the cluster, then each one's tags read (concurrently, bounded) to
+/// confirm it carries Karpenter's tags for the cluster. IAM cannot filter by tag, and the
+/// path alone is only a name.
+async fn karpenter_profiles(cx: &Cx) -> Result<Vec<(String, Vec<String>)>> {
     use futures::stream::{self, StreamExt, TryStreamExt};
     let iam = &cx.aws.iam;
-    let mut names = Vec::new();
-    let mut pages = iam.list_instance_profiles().into_paginator().send();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| Error::aws("failed to list instance profiles", "iam:ListInstanceProfiles", e))?;
-        names.extend(page.instance_profiles().iter().map(|p| p.instance_profile_name().to_string()));
-    }
+    let path = profile_path(&cx.cluster.region, &cx.desired.target.cluster);
+    let listed = iam.list_instance_profiles().path_prefix(&path).into_paginator().items().send().try_collect().await;
+    let listed = listed.map_err(|e| Error::aws("failed to list instance profiles", "iam:ListInstanceProfiles", e))?;
     let cluster_key = format!("kubernetes.io/cluster/{}", cx.desired.target.cluster);
-    let found: Vec<Option<String>> = stream::iter(names)
-        .map(|name| {
+    let found: Vec<Option<(String, Vec<String>)>> = stream::iter(listed)
+        .map(|p| {
             let cluster_key = &cluster_key;
             async move {
+                let name = p.instance_profile_name().to_string();
                 let got = iam.get_instance_profile().instance_profile_name(&name).send().await.map_err(|e| {
                     Error::aws(format!("failed to read instance profile {name}"), "iam:GetInstanceProfile", e)
                 });
                 let Some(got) = got.found()? else { return Ok(None) };
-                let tags = got.instance_profile().map(|p| p.tags()).unwrap_or_default();
-                let has = |k: &str| tags.iter().any(|t| t.key() == k);
-                Ok::<_, Error>((has(cluster_key) && has("karpenter.k8s.aws/ec2nodeclass")).then_some(name))
+                let Some(profile) = got.instance_profile() else { return Ok(None) };
+                let has = |k: &str| profile.tags().iter().any(|t| t.key() == k);
+                let roles = profile.roles().iter().map(|r| r.role_name().to_string()).collect();
+                Ok::<_, Error>((has(cluster_key) && has("karpenter.k8s.aws/ec2nodeclass")).then_some((name, roles)))
             }
         })
         .buffered(8)
@@ -149,14 +174,27 @@ async fn terminate(cx: &Cx, id: &str) -> Result<()> {
     }
 }
 
-#[async_trait]
-impl Resource for Orphan {
-    fn id(&self) -> String {
+impl Orphan {
+    fn id_of(&self) -> String {
         match self.kind {
             OrphanKind::Instance => format!("ec2-instance/{}", self.key),
             OrphanKind::LaunchTemplate => format!("launch-template/{}", self.key),
             OrphanKind::InstanceProfile => format!("iam-instance-profile/{}", self.key),
         }
+    }
+}
+
+#[async_trait]
+impl Resource for Orphan {
+    fn id(&self) -> String {
+        self.id_of()
+    }
+
+    fn depends_on(&self) -> Vec<String> {
+        // A profile "depends on" the roles it holds, as karpctl's own profile does on the node
+        // role: so the role waits for the profile to be deleted before it is.
+        let roles = self.roles.iter().map(|r| format!("iam-role/{r}"));
+        self.after.iter().cloned().chain(roles).collect()
     }
 
     async fn observe(&self, _cx: &Cx) -> Result<Observed> {
@@ -178,7 +216,7 @@ impl Resource for Orphan {
                     Error::aws(format!("failed to delete launch template {}", self.key), "ec2:DeleteLaunchTemplate", e)
                 }))
             }
-            OrphanKind::InstanceProfile => delete_instance_profile(cx, &self.key).await,
+            OrphanKind::InstanceProfile => delete_instance_profile(cx, &self.key, &self.roles).await,
         }
     }
 }

@@ -59,12 +59,15 @@ impl Resource for PodIdentityAssociation {
             .cluster_name(&cx.cluster.name)
             .namespace(&self.namespace)
             .service_account(SERVICE_ACCOUNT)
+            .into_paginator()
+            .items()
             .send()
+            .try_collect()
             .await
             .map_err(|e| {
                 Error::aws("failed to list Pod Identity associations", "eks:ListPodIdentityAssociations", e)
             })?;
-        let Some(id) = list.associations().first().and_then(|a| a.association_id()) else {
+        let Some(id) = list.first().and_then(|a| a.association_id()) else {
             return Ok(Observed::absent());
         };
         let got = eks

@@ -33,6 +33,8 @@ pub struct Role {
 struct Facts {
     missing_policies: Vec<String>,
     trust_differs: bool,
+    /// Every policy attached when observed: what teardown detaches without listing again.
+    attached: Vec<String>,
 }
 
 impl Role {
@@ -100,7 +102,7 @@ impl Resource for Role {
         let iam = &cx.aws.iam;
         let (role, attached) = tokio::join!(
             iam.get_role().role_name(&self.name).send(),
-            iam.list_attached_role_policies().role_name(&self.name).max_items(1000).send()
+            iam.list_attached_role_policies().role_name(&self.name).into_paginator().items().send().try_collect()
         );
         let role = role.map_err(|e| Error::aws(format!("failed to read IAM role {}", self.name), "iam:GetRole", e));
         let Some(role) = role.found()? else { return Ok(Observed::absent()) };
@@ -119,15 +121,14 @@ impl Resource for Role {
             None => Some(Drift::new("trust policy missing")),
         };
         let trust_differs = trust_drift.is_some();
-        let have: Vec<&str> = attached.attached_policies().iter().filter_map(|p| p.policy_arn()).collect();
-        let missing_policies: Vec<String> =
-            self.policies.iter().filter(|p| !have.contains(&p.as_str())).cloned().collect();
+        let attached: Vec<String> = attached.iter().filter_map(|p| p.policy_arn()).map(str::to_string).collect();
+        let missing_policies: Vec<String> = self.policies.iter().filter(|p| !attached.contains(p)).cloned().collect();
         let mut drift = Vec::new();
         drift.extend(trust_drift);
         for p in &missing_policies {
             drift.push(Drift::new(format!("policy {} not attached", short(p))));
         }
-        Ok(Observed::present(owned, drift, Facts { missing_policies, trust_differs }))
+        Ok(Observed::present(owned, drift, Facts { missing_policies, trust_differs, attached }))
     }
 
     async fn apply(&self, cx: &Cx, seen: &Observed) -> Result<(), Error> {
@@ -181,67 +182,106 @@ impl Resource for Role {
         true
     }
 
+    async fn prepare_delete(&self, cx: &Cx, seen: &Observed) -> Result<(), Error> {
+        // What observation listed is detached at once, concurrently with the deletes of the
+        // profiles and associations that use the role, so only DeleteRole waits for them.
+        let attached = seen.facts::<Facts>().map(|f| f.attached.clone()).unwrap_or_default();
+        let inline = async {
+            let names = list_inline(cx, &self.name).await?;
+            self.delete_inline(cx, &names).await
+        };
+        futures::try_join!(self.detach(cx, &attached), inline).map(|_| ())
+    }
+
     async fn delete(&self, cx: &Cx, _seen: &Observed) -> Result<(), Error> {
-        let iam = &cx.aws.iam;
+        match self.delete_role(cx).await {
+            // Something was attached or added after observation (or a profile karpctl does not
+            // remove holds the role): list everything, remove it, and try once more.
+            Err(e) if e.code.as_deref() == Some("DeleteConflict") => {
+                let iam = &cx.aws.iam;
+                let name = &self.name;
+                let (attached, inline, profiles) = tokio::join!(
+                    iam.list_attached_role_policies().role_name(name).into_paginator().items().send().try_collect(),
+                    list_inline(cx, name),
+                    iam.list_instance_profiles_for_role().role_name(name).into_paginator().items().send().try_collect()
+                );
+                let attached: Vec<String> = attached
+                    .map_err(|e| {
+                        Error::aws(format!("failed to list policies of {name}"), "iam:ListAttachedRolePolicies", e)
+                    })?
+                    .iter()
+                    .filter_map(|p| p.policy_arn().map(str::to_string))
+                    .collect();
+                let profiles: Vec<String> = profiles
+                    .map_err(|e| {
+                        Error::aws(
+                            format!("failed to list instance profiles of {name}"),
+                            "iam:ListInstanceProfilesForRole",
+                            e,
+                        )
+                    })?
+                    .iter()
+                    .map(|p| p.instance_profile_name().to_string())
+                    .collect();
+                let removals = profiles.iter().map(|p| super::instance_profile::remove_role(cx, p, name));
+                let inline = inline?;
+                futures::try_join!(
+                    self.detach(cx, &attached),
+                    self.delete_inline(cx, &inline),
+                    futures::future::try_join_all(removals)
+                )?;
+                // IAM answers DeleteConflict for a moment after the detaches settle.
+                let busy = format!("role {name}");
+                patiently(&busy, classify, || self.delete_role(cx)).await
+            }
+            other => other,
+        }
+    }
+}
+
+impl Role {
+    async fn delete_role(&self, cx: &Cx) -> Result<(), Error> {
+        let r = cx.aws.iam.delete_role().role_name(&self.name).send().await;
+        ignore_gone(r.map_err(|e| Error::aws(format!("failed to delete IAM role {}", self.name), "iam:DeleteRole", e)))
+    }
+
+    /// Detach managed policies, concurrently (IAM refuses to delete a role that has any).
+    async fn detach(&self, cx: &Cx, arns: &[String]) -> Result<(), Error> {
         let name = &self.name;
-        // IAM refuses to delete a role that still has policies or sits in an instance profile
-        // (Karpenter's own profiles hold the node role too).
-        let (attached, inline, profiles) = tokio::join!(
-            iam.list_attached_role_policies().role_name(name).max_items(1000).send(),
-            iam.list_role_policies().role_name(name).max_items(1000).send(),
-            iam.list_instance_profiles_for_role().role_name(name).max_items(1000).send()
-        );
-        let attached = attached
-            .map_err(|e| Error::aws(format!("failed to list policies of {name}"), "iam:ListAttachedRolePolicies", e))?;
         let busy = format!("role {name}");
-        for arn in attached.attached_policies().iter().filter_map(|p| p.policy_arn()) {
+        let busy = &busy;
+        // Concurrent writes to one role can answer ConcurrentModification: waited out.
+        let calls = arns.iter().map(|arn| async move {
             ignore_gone(
-                patiently(&busy, classify, || async {
-                    iam.detach_role_policy().role_name(name).policy_arn(arn).send().await.map_err(|e| {
-                        Error::aws(format!("failed to detach {arn} from {name}"), "iam:DetachRolePolicy", e)
-                    })
+                patiently(busy, classify, || async {
+                    let r = cx.aws.iam.detach_role_policy().role_name(name).policy_arn(arn).send().await;
+                    r.map_err(|e| Error::aws(format!("failed to detach {arn} from {name}"), "iam:DetachRolePolicy", e))
                 })
                 .await,
-            )?;
-        }
-        let inline = inline
-            .map_err(|e| Error::aws(format!("failed to list inline policies of {name}"), "iam:ListRolePolicies", e))?;
-        for p in inline.policy_names() {
-            let r = iam.delete_role_policy().role_name(name).policy_name(p).send().await;
+            )
+        });
+        futures::future::try_join_all(calls).await.map(|_| ())
+    }
+
+    /// Delete inline policies, concurrently.
+    async fn delete_inline(&self, cx: &Cx, names: &[String]) -> Result<(), Error> {
+        let name = &self.name;
+        let calls = names.iter().map(|p| async move {
+            let r = cx.aws.iam.delete_role_policy().role_name(name).policy_name(p).send().await;
             ignore_gone(r.map_err(|e| {
                 Error::aws(format!("failed to delete inline policy {p} of {name}"), "iam:DeleteRolePolicy", e)
-            }))?;
-        }
-        let profiles = profiles.map_err(|e| {
-            Error::aws(format!("failed to list instance profiles of {name}"), "iam:ListInstanceProfilesForRole", e)
-        })?;
-        for p in profiles.instance_profiles() {
-            let r = iam
-                .remove_role_from_instance_profile()
-                .instance_profile_name(p.instance_profile_name())
-                .role_name(name)
-                .send()
-                .await;
-            ignore_gone(r.map_err(|e| {
-                Error::aws(
-                    format!("failed to take {name} out of {}", p.instance_profile_name()),
-                    "iam:RemoveRoleFromInstanceProfile",
-                    e,
-                )
-            }))?;
-        }
-        // IAM answers DeleteConflict for a moment after the detaches (they settle eventually).
-        ignore_gone(
-            patiently(&busy, classify, || async {
-                iam.delete_role()
-                    .role_name(name)
-                    .send()
-                    .await
-                    .map_err(|e| Error::aws(format!("failed to delete IAM role {name}"), "iam:DeleteRole", e))
-            })
-            .await,
-        )
+            }))
+        });
+        futures::future::try_join_all(calls).await.map(|_| ())
     }
+}
+
+/// The names of a role's inline policies (none when the role is gone).
+async fn list_inline(cx: &Cx, name: &str) -> Result<Vec<String>, Error> {
+    let r = cx.aws.iam.list_role_policies().role_name(name).into_paginator().items().send().try_collect().await;
+    Ok(r.map_err(|e| Error::aws(format!("failed to list inline policies of {name}"), "iam:ListRolePolicies", e))
+        .found()?
+        .unwrap_or_default())
 }
 
 /// A policy ARN's name, for messages.
@@ -282,8 +322,34 @@ fn trust_difference(actual: &Value, desired: &Value) -> Drift {
             "the controller cannot assume its role; run `karpctl init` with the namespace the release is installed in",
         );
     }
+    // Pod Identity: the session tags EKS sets name the cluster, namespace and service account;
+    // without conditions on them any association in the account can assume the role.
+    let scope =
+        |doc: &Value| -> Vec<Vec<String>> { POD_IDENTITY_SCOPE.iter().map(|k| condition_values(doc, k)).collect() };
+    let want_scope = scope(desired);
+    if want_scope.iter().any(|v| !v.is_empty()) && scope(actual) != want_scope {
+        let named: Vec<String> = POD_IDENTITY_SCOPE
+            .iter()
+            .zip(&want_scope)
+            .map(|(k, v)| {
+                format!("{}={}", k.trim_start_matches("aws:RequestTag/").trim_start_matches("aws:"), v.join(","))
+            })
+            .collect();
+        return Drift::new(format!("trust policy is not scoped to {}", named.join(", "))).with_hint(
+            "any Pod Identity association in the account could use this role; run `karpctl init` to scope its trust policy",
+        );
+    }
     Drift::new("trust policy differs")
 }
+
+/// The condition keys that scope a Pod Identity trust policy to one cluster, namespace and
+/// service account of one account (EKS user guide, Pod Identity session tags).
+const POD_IDENTITY_SCOPE: [&str; 4] = [
+    "aws:SourceAccount",
+    "aws:RequestTag/eks-cluster-name",
+    "aws:RequestTag/kubernetes-namespace",
+    "aws:RequestTag/kubernetes-service-account",
+];
 
 #[cfg(test)]
 mod tests {
@@ -303,5 +369,25 @@ mod tests {
             trust_difference(&json!({"Statement": []}), &json!({"Statement": [{}]})).message,
             "trust policy differs"
         );
+    }
+
+    #[test]
+    fn an_unscoped_pod_identity_trust_is_named() {
+        let want = json!({"Statement": [{"Condition": {"StringEquals": {
+            "aws:SourceAccount": "111122223333",
+            "aws:RequestTag/eks-cluster-name": "demo",
+            "aws:RequestTag/kubernetes-namespace": "kube-system",
+            "aws:RequestTag/kubernetes-service-account": "karpenter"}}}]});
+        let unscoped = json!({"Statement": [{"Principal": {"Service": "pods.eks.amazonaws.com"}}]});
+        let d = trust_difference(&unscoped, &want);
+        assert_eq!(
+            d.message,
+            "trust policy is not scoped to SourceAccount=111122223333, eks-cluster-name=demo, kubernetes-namespace=kube-system, kubernetes-service-account=karpenter"
+        );
+        assert!(d.hint.is_some());
+        let mut other_ns = want.clone();
+        other_ns["Statement"][0]["Condition"]["StringEquals"]["aws:RequestTag/kubernetes-namespace"] =
+            json!("karpenter");
+        assert!(trust_difference(&other_ns, &want).message.starts_with("trust policy is not scoped to"));
     }
 }

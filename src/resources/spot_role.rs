@@ -21,10 +21,13 @@ async fn exists(cx: &Cx) -> Result<bool> {
         .iam
         .list_roles()
         .path_prefix(SPOT_ROLE_PATH)
+        .into_paginator()
+        .items()
         .send()
+        .try_collect()
         .await
         .map_err(|e| Error::aws("failed to look for the EC2 Spot service-linked role", "iam:ListRoles", e))?;
-    Ok(!out.roles().is_empty())
+    Ok(!out.is_empty())
 }
 
 #[async_trait]

@@ -98,9 +98,9 @@ pub async fn role_trust(env: &Env, name: &str) -> Value {
 
 /// The ARNs attached to a role, sorted.
 pub async fn attached(env: &Env, name: &str) -> Vec<String> {
-    let out = env.aws.iam.list_attached_role_policies().role_name(name).send().await.expect("list attached");
-    let mut arns: Vec<String> =
-        out.attached_policies().iter().filter_map(|p| p.policy_arn()).map(String::from).collect();
+    let out = env.aws.iam.list_attached_role_policies().role_name(name).into_paginator().items().send();
+    let out = out.try_collect().await.expect("list attached");
+    let mut arns: Vec<String> = out.iter().filter_map(|p| p.policy_arn()).map(String::from).collect();
     arns.sort();
     arns
 }
@@ -115,8 +115,9 @@ pub async fn policy_document(env: &Env, arn: &str) -> Value {
 
 /// (version id, is default) of a managed policy, in IAM's order.
 pub async fn policy_versions(env: &Env, arn: &str) -> Vec<(String, bool)> {
-    let out = env.aws.iam.list_policy_versions().policy_arn(arn).send().await.expect("list versions");
-    out.versions().iter().map(|v| (v.version_id().unwrap_or_default().to_string(), v.is_default_version())).collect()
+    let out = env.aws.iam.list_policy_versions().policy_arn(arn).into_paginator().items().send();
+    let out = out.try_collect().await.expect("list versions");
+    out.iter().map(|v| (v.version_id().unwrap_or_default().to_string(), v.is_default_version())).collect()
 }
 
 /// The interruption queue's URL.
@@ -146,13 +147,13 @@ pub async fn ec2_tags(env: &Env, id: &str) -> BTreeMap<String, String> {
         .ec2
         .describe_tags()
         .filters(Filter::builder().name("resource-id").values(id).build())
+        .into_paginator()
+        .items()
         .send()
+        .try_collect()
         .await
         .expect("describe tags");
-    out.tags()
-        .iter()
-        .map(|t| (t.key().unwrap_or_default().to_string(), t.value().unwrap_or_default().to_string()))
-        .collect()
+    out.iter().map(|t| (t.key().unwrap_or_default().to_string(), t.value().unwrap_or_default().to_string())).collect()
 }
 
 /// Everything an install consists of in this account, with the account id and the seeded
@@ -163,7 +164,7 @@ pub async fn snapshot(env: &Env, seeded: &SeededCluster) -> Value {
     let iam = &env.aws.iam;
     let mut roles = BTreeMap::new();
     let mut service_linked = Vec::new();
-    for r in iam.list_roles().send().await.expect("list roles").roles() {
+    for r in &iam.list_roles().into_paginator().items().send().try_collect().await.expect("list roles") {
         let name = r.role_name().to_string();
         if r.path().starts_with("/aws-service-role/") {
             service_linked.push(r.path().to_string());
@@ -178,7 +179,8 @@ pub async fn snapshot(env: &Env, seeded: &SeededCluster) -> Value {
     }
     service_linked.sort();
     let mut policies = BTreeMap::new();
-    for p in iam.list_policies().scope(PolicyScopeType::Local).send().await.expect("list policies").policies() {
+    let local = iam.list_policies().scope(PolicyScopeType::Local).into_paginator().items().send();
+    for p in &local.try_collect().await.expect("list policies") {
         let arn = p.arn().expect("arn").to_string();
         let got = iam.get_policy().policy_arn(&arn).send().await.expect("get policy");
         let tags = iam_tags(got.policy().map(|p| p.tags()).unwrap_or_default());
@@ -188,7 +190,7 @@ pub async fn snapshot(env: &Env, seeded: &SeededCluster) -> Value {
         );
     }
     let mut profiles = BTreeMap::new();
-    for p in iam.list_instance_profiles().send().await.expect("list profiles").instance_profiles() {
+    for p in &iam.list_instance_profiles().into_paginator().items().send().try_collect().await.expect("list profiles") {
         let got = iam.get_instance_profile().instance_profile_name(p.instance_profile_name()).send().await.unwrap();
         let p = got.instance_profile().expect("profile");
         let roles: Vec<&str> = p.roles().iter().map(|r| r.role_name()).collect();
@@ -238,8 +240,10 @@ pub async fn snapshot(env: &Env, seeded: &SeededCluster) -> Value {
     let cluster = &seeded.name;
     let mut entries = BTreeMap::new();
     // A CONFIG_MAP cluster refuses the access entry APIs: no entries.
-    if let Ok(list) = eks.list_access_entries().cluster_name(cluster).send().await {
-        for principal in list.access_entries() {
+    if let Ok(list) =
+        eks.list_access_entries().cluster_name(cluster).into_paginator().items().send().try_collect().await
+    {
+        for principal in &list {
             let got = eks.describe_access_entry().cluster_name(cluster).principal_arn(principal).send().await.unwrap();
             let e = got.access_entry().expect("entry");
             let tags: BTreeMap<_, _> = e.tags().cloned().unwrap_or_default().into_iter().collect();
@@ -250,8 +254,8 @@ pub async fn snapshot(env: &Env, seeded: &SeededCluster) -> Value {
         }
     }
     let mut associations = Vec::new();
-    let list = eks.list_pod_identity_associations().cluster_name(cluster).send().await.expect("list associations");
-    for a in list.associations() {
+    let list = eks.list_pod_identity_associations().cluster_name(cluster).into_paginator().items().send();
+    for a in &list.try_collect().await.expect("list associations") {
         let got = eks
             .describe_pod_identity_association()
             .cluster_name(cluster)
@@ -266,8 +270,8 @@ pub async fn snapshot(env: &Env, seeded: &SeededCluster) -> Value {
         }));
     }
     let mut addons = BTreeMap::new();
-    let list = eks.list_addons().cluster_name(cluster).send().await.expect("list add-ons");
-    for name in list.addons() {
+    let list = eks.list_addons().cluster_name(cluster).into_paginator().items().send();
+    for name in &list.try_collect().await.expect("list add-ons") {
         let got = eks.describe_addon().cluster_name(cluster).addon_name(name).send().await.expect("describe add-on");
         let a = got.addon().expect("add-on");
         let tags: BTreeMap<_, _> = a.tags().cloned().unwrap_or_default().into_iter().collect();

@@ -45,8 +45,9 @@ And on moto's IAM dispatcher (moto.iam.urls.url_paths), with moto's IAM
 backend and its OpenIDConnectProvider objects:
 - AddClientIDToOpenIDConnectProvider: idempotent, as on IAM (adding a client
   id the provider has is no error); NoSuchEntity for an unknown ARN.
-Not emulated: pagination of pod identity associations, access policies
+Not emulated: access policies
 (AssociateAccessPolicy etc. answer 500), validation that IAM principals exist.
+Small pages on every paginated IAM, EC2 and EKS call: see the last section.
 """
 
 import json
@@ -389,6 +390,7 @@ def apply():
     for path in EXTRA_EKS_PATHS:
         eks_urls.url_paths["{0}" + path] = handler
     moto_api_urls.url_paths[CONTROL_PATH] = set_cluster_status
+    apply_pagination()  # small pages: see the pagination section at the end
 
 
 # ============================================================================
@@ -744,3 +746,185 @@ _apply_before_strict = apply
 def apply():  # noqa: F811 -- extends the apply() above
     _apply_before_strict()
     apply_strict()
+
+
+
+# ===========================================================================
+# Small pages (issue 12, pagination). Separate section: owned by the
+# pagination work; the strict-behaviour sections live above.
+#
+# Real AWS pages every List*/Describe* that has a paginator in the service's
+# API model, and may return a page shorter than MaxItems/MaxResults with a
+# token to continue, even when more items exist: "IAM might return fewer
+# results, even when there are more results available. We recommend that you
+# check IsTruncated after every call" (IAM API reference, "MaxItems"); EC2:
+# "NextToken: the token to include in another request to get the next page"
+# (EC2 API reference, "Pagination"). moto answers most of them in one piece,
+# so a client that reads only the first page passes here and fails on AWS.
+#
+# What this adds: every operation that botocore's paginator model
+# (paginators-1.json) lists for IAM, EC2 and EKS answers pages of
+# at most PAGE_SIZE items (the client's own smaller limit wins), with the
+# model's output token (Marker + IsTruncated for IAM, NextToken for EC2,
+# nextToken for EKS). The handler below still computes the full
+# answer (filters and all); the page is cut from it, and the token is the
+# offset of the next page. An unknown token is refused, as AWS refuses a
+# token it did not issue.
+#
+# Switch: environment variable KARPCTL_MOTO_PAGE_SIZE (read at start):
+#   unset -> 2 (small pages: every karpctl integration test runs with them),
+#   N > 0 -> pages of at most N items, 0 -> off (moto's own behaviour).
+# The benchmark (benches/perf.rs) sets 100, IAM's default MaxItems, so it
+# counts the round trips a real region needs, not the test pages'.
+# ===========================================================================
+
+import base64
+import os
+from urllib.parse import urlencode
+
+import botocore.session
+from moto.core.responses import BaseResponse as _BaseResponse
+from moto.core.utils import camelcase_to_underscores
+
+# EventBridge is left whole: the Rust SDK has no paginators for it, karpctl's one list there
+# (ListTargetsByRule, one target per rule) pages by NextToken itself, and the tests' own
+# ListRules would need a hand-written loop each.
+PAGED_SERVICES = ("iam", "ec2", "eks")
+TOKEN_PREFIX = "karpctl-page:"
+
+
+def page_size():
+    """KARPCTL_MOTO_PAGE_SIZE, default 2; 0 turns the pager off."""
+    return int(os.environ.get("KARPCTL_MOTO_PAGE_SIZE", "2"))
+
+
+_PAGINATORS = {}
+
+
+def _paginator(service, operation):
+    """botocore's paginator config for the operation, or None when it is not paginated."""
+    if service not in _PAGINATORS:
+        model = botocore.session.get_session().get_paginator_model(service)
+        _PAGINATORS[service] = model._paginator_config  # {operation: config}
+    return _PAGINATORS[service].get(operation)
+
+
+def encode_token(offset):
+    return base64.b64encode(f"{TOKEN_PREFIX}{offset}".encode()).decode()
+
+
+def decode_token(token):
+    """The offset in a token this pager issued, or None for any other string."""
+    try:
+        text = base64.b64decode(token.encode(), validate=True).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not text.startswith(TOKEN_PREFIX) or not text[len(TOKEN_PREFIX):].isdigit():
+        return None
+    return int(text[len(TOKEN_PREFIX):])
+
+
+def _pop(response, key):
+    """Remove a request parameter wherever moto's handlers may read it (parsed params,
+    querystring, the URL's query for restJson handlers), returning its value."""
+    value = None
+    params = getattr(response, "params", None)
+    if isinstance(params, dict) or hasattr(params, "pop"):
+        for k in (key, key[0].upper() + key[1:], key[0].lower() + key[1:]):
+            if params is not None and k in params:
+                value = params.pop(k)
+    qs = getattr(response, "querystring", None) or {}
+    for k in list(qs):
+        if k.lower() == key.lower():
+            got = qs.pop(k)
+            value = value if value is not None else (got[0] if isinstance(got, list) and got else got)
+    url = getattr(response, "parsed_url", None)
+    if url is not None and url.query:
+        pairs = parse_qs(url.query, keep_blank_values=True)
+        for k in [k for k in pairs if k.lower() == key.lower()]:
+            got = pairs.pop(k)
+            value = value if value is not None else got[0]
+        response.parsed_url = url._replace(query=urlencode(pairs, doseq=True))
+    return value
+
+
+def _keys(config, name):
+    v = config.get(name)
+    return v if isinstance(v, list) else [v] if v else []
+
+
+class _Page:
+    """What the request asked for: where to start and how many at most."""
+
+    def __init__(self, config, offset, limit):
+        self.config, self.offset, self.limit = config, offset, limit
+
+
+def _invalid_token(service, token):
+    """The error each service gives for a token it did not issue (IAM InvalidInput, EC2
+    InvalidNextToken, EKS InvalidParameterException, EventBridge ValidationException)."""
+    from moto.ec2.exceptions import InvalidNextToken
+    from moto.events.exceptions import ValidationException
+    from moto.iam.exceptions import InvalidInput
+    message = f"Invalid pagination token: {token}"
+    return {
+        "iam": lambda: InvalidInput(message),
+        "ec2": lambda: InvalidNextToken(token),
+        "eks": lambda: InvalidParameterException(message=message),
+    }.get(service, lambda: ValidationException(message))()
+
+
+_ORIGINAL_CALL_ACTION = _BaseResponse.call_action
+_ORIGINAL_SERIALIZED = _BaseResponse.serialized
+
+
+def _paged_call_action(self):
+    self._karpctl_page = None
+    size = page_size()
+    if size > 0 and self.boto3_service_name in PAGED_SERVICES:
+        try:
+            operation = self._get_action()
+        except Exception:  # noqa: BLE001 - not an operation moto knows; let moto answer
+            operation = None
+        config = _paginator(self.boto3_service_name, operation) if operation else None
+        if config and len(_keys(config, "input_token")) == 1:
+            token = _pop(self, _keys(config, "input_token")[0])
+            limit = _pop(self, config["limit_key"]) if config.get("limit_key") else None
+            offset = 0 if not token else decode_token(str(token))
+            if offset is None:
+                err = _invalid_token(self.boto3_service_name, token)
+
+                def refuse():
+                    raise err
+                # call_action looks the handler up on the instance: answer through moto's
+                # own error path, in the service's protocol.
+                setattr(self, camelcase_to_underscores(operation), refuse)
+            asked = int(limit) if limit not in (None, "") else size
+            self._karpctl_page = _Page(config, offset, max(1, min(size, asked)))
+    return _ORIGINAL_CALL_ACTION(self)
+
+
+def _paged_serialized(self, action_result):
+    page = getattr(self, "_karpctl_page", None)
+    result = action_result.result if isinstance(action_result, ActionResult) else None
+    if page is not None and isinstance(result, dict):
+        keys = [k for k in _keys(page.config, "result_key") if "." not in k]
+        items = [(k, item) for k in keys for item in (result.get(k) or [])]
+        cut = items[page.offset:page.offset + page.limit]
+        for k in keys:
+            if k in result or any(key == k for key, _ in cut):
+                result[k] = [item for key, item in cut if key == k]
+        more = page.offset + page.limit < len(items)
+        out_token = _keys(page.config, "output_token")[0]
+        result[out_token] = encode_token(page.offset + page.limit) if more else None
+        if page.config.get("more_results"):
+            result[page.config["more_results"]] = more
+    return _ORIGINAL_SERIALIZED(self, action_result)
+
+
+def apply_pagination():
+    """Install the pager on every moto response class (they all inherit these two methods
+    from BaseResponse); a no-op when KARPCTL_MOTO_PAGE_SIZE is 0."""
+    if page_size() > 0:
+        _BaseResponse.call_action = _paged_call_action
+        _BaseResponse.serialized = _paged_serialized

@@ -270,6 +270,41 @@ class MotoExtTest(unittest.TestCase):
         self.http("POST", "/moto-api/reset")
         self.assertError("ResourceNotFoundException", 404, a.list_addons, clusterName="c1")
 
+    # -- small pages (pagination section of moto_ext.py) ----------------------
+    def test_lists_answer_small_pages_with_tokens(self):
+        iam, ec2, eks = self.client("iam"), self.client("ec2"), self.client("eks")
+        iam.create_role(RoleName="r", AssumeRolePolicyDocument="{}")
+        names = ["AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy", "AmazonSSMManagedInstanceCore"]
+        for n in names:
+            iam.attach_role_policy(RoleName="r", PolicyArn=f"arn:aws:iam::aws:policy/{n}")
+        first = iam.list_attached_role_policies(RoleName="r", MaxItems=1000)
+        self.assertEqual(len(first["AttachedPolicies"]), 2)
+        self.assertTrue(first["IsTruncated"])
+        rest = iam.list_attached_role_policies(RoleName="r", Marker=first["Marker"])
+        self.assertEqual((len(rest["AttachedPolicies"]), rest["IsTruncated"]), (1, False))
+        self.assertEqual(iam.list_attached_role_policies(RoleName="r", MaxItems=1)["AttachedPolicies"][0],
+                         first["AttachedPolicies"][0])  # a smaller limit of the client's wins
+        pages = iam.get_paginator("list_attached_role_policies").paginate(RoleName="r")
+        self.assertEqual(sorted(p["PolicyName"] for pg in pages for p in pg["AttachedPolicies"]), sorted(names))
+        vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+        for i in range(3):
+            ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24")
+        filters = [{"Name": "vpc-id", "Values": [vpc]}]
+        page = ec2.describe_subnets(Filters=filters)
+        self.assertEqual(len(page["Subnets"]), 2)
+        self.assertIn("NextToken", page)
+        pages = ec2.get_paginator("describe_subnets").paginate(Filters=filters)
+        self.assertEqual(sum(len(pg["Subnets"]) for pg in pages), 3)
+        for n in ("c1", "c2", "c3"):
+            self.raw_create_cluster(n)
+        page = eks.list_clusters()
+        self.assertEqual(len(page["clusters"]), 2)
+        self.assertEqual(eks.list_clusters(nextToken=page["nextToken"])["clusters"], ["c3"])
+        self.assertError("InvalidParameterException", 400, eks.list_clusters, nextToken="not-ours")
+        with self.assertRaises(ClientError) as ctx:
+            iam.list_attached_role_policies(RoleName="r", Marker="not-ours")
+        self.assertEqual(ctx.exception.response["Error"]["Code"], "InvalidInput")
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
