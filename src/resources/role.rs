@@ -327,7 +327,9 @@ fn trust_difference(actual: &Value, desired: &Value) -> Drift {
     let scope =
         |doc: &Value| -> Vec<Vec<String>> { POD_IDENTITY_SCOPE.iter().map(|k| condition_values(doc, k)).collect() };
     let want_scope = scope(desired);
-    if want_scope.iter().any(|v| !v.is_empty()) && scope(actual) != want_scope {
+    // Only when the trust is otherwise Pod Identity's: a trust for another principal is just "differs".
+    let pod_identity = actual.to_string().contains("pods.eks.amazonaws.com");
+    if pod_identity && want_scope.iter().any(|v| !v.is_empty()) && scope(actual) != want_scope {
         let named: Vec<String> = POD_IDENTITY_SCOPE
             .iter()
             .zip(&want_scope)
@@ -373,7 +375,7 @@ mod tests {
 
     #[test]
     fn an_unscoped_pod_identity_trust_is_named() {
-        let want = json!({"Statement": [{"Condition": {"StringEquals": {
+        let want = json!({"Statement": [{"Principal": {"Service": "pods.eks.amazonaws.com"}, "Condition": {"StringEquals": {
             "aws:SourceAccount": "111122223333",
             "aws:RequestTag/eks-cluster-name": "demo",
             "aws:RequestTag/kubernetes-namespace": "kube-system",
