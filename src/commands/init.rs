@@ -57,6 +57,7 @@ pub async fn run(g: &GlobalArgs, a: &InitArgs, hooks: &Hooks) -> Result<Report> 
         }
     };
     let cx = Cx { aws, desired, docs, cluster: info, cluster_side };
+    super::cluster_preflight(&cx, a.adopt).await?;
 
     let spinner = output::spinner("observing");
     let set = resources::desired_set(&cx.desired, &cx.cluster);
