@@ -147,12 +147,11 @@ async fn doctor_fails_exactly_the_node_class_check_with_the_failing_condition() 
 #[tokio::test]
 async fn doctor_fails_the_controller_check_when_the_deployment_is_unavailable() {
     let env = installed().await;
-    env.cluster.api.set_status(
-        &deployment_path(),
-        json!({"observedGeneration": 1, "availableReplicas": 0,
+    env.cluster.api.edit(&deployment_path(), |d| {
+        d["status"] = json!({"observedGeneration": d["metadata"]["generation"], "availableReplicas": 0,
                "conditions": [{"type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable",
-                               "message": "Deployment does not have minimum availability."}]}),
-    );
+                               "message": "Deployment does not have minimum availability."}]});
+    });
     let report = doctor(&env, &[]).await;
     let f = failing(&report);
     assert_eq!(f.len(), 1, "{f:#?}\n{}", report.text);
@@ -247,10 +246,8 @@ async fn teardown_removes_nodepools_then_waits_for_nodeclaims_then_the_class_the
         .collect();
     assert!(claim_lists.len() >= 2, "waited for the NodeClaim: {claim_lists:?}");
     assert!(claim_lists.iter().all(|&i| np_delete < i && i < nc_delete), "{np_delete} {claim_lists:?} {nc_delete}");
-    assert_eq!(
-        reqs.iter().find(|r| r.path.ends_with("/nodeclaims")).unwrap().param("labelSelector"),
-        Some("karpenter.sh/nodepool=default")
-    );
+    // Every NodePool is gone, so every NodeClaim must go.
+    assert_eq!(reqs.iter().find(|r| r.path.ends_with("/nodeclaims")).unwrap().param("labelSelector"), None);
     assert!(env.cluster.api.object(&node_pool_path("default")).is_none());
     assert!(env.cluster.api.object(&node_class_path()).is_none());
     // helm: the controller, then the CRDs.
@@ -289,9 +286,10 @@ async fn teardown_all_nodepools_deletes_nodepools_karpctl_did_not_make() {
         "metadata": {"name": "gpu", "managedFields": [{"manager": "kubectl", "operation": "Apply"}]},
         "spec": {"template": {"spec": {"nodeClassRef": {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass", "name": "default"}}}},
     }));
-    // Without --all-nodepools it is not karpctl's to remove.
-    let dry = env.run(&["teardown", "-c", C, "--dry-run"]).await.unwrap();
-    assert!(!actions(&dry).iter().any(|(r, _)| r == "nodepool/gpu"), "{:?}", actions(&dry));
+    // Without --all-nodepools it is not karpctl's to remove, and removing the CRDs would take it.
+    let refused = env.run(&["teardown", "-c", C, "--dry-run"]).await.unwrap_err();
+    assert_eq!(refused.kind, karpctl::ErrorKind::Refused, "{refused}");
+    assert!(refused.message.contains("gpu (0 nodes)"), "{refused}");
     let report = env.run(&["teardown", "-c", C, "--yes", "--all-nodepools"]).await.unwrap();
     let ch = actions(&report);
     assert!(ch.contains(&("nodepool/gpu".into(), "delete".into())), "{ch:?}");

@@ -143,18 +143,33 @@ async fn teardown_without_the_controller_finishing_times_out_and_force_goes_on()
 }
 
 #[tokio::test]
-async fn teardown_removes_crds_helm_does_not_own() {
+async fn unowned_crds_stop_init_until_adopted_and_teardown_then_removes_them() {
     let env = Env::new().await;
     env.seed_cluster(C, Some("API_AND_CONFIG_MAP")).await;
-    env.run(&["init", "-c", C, "--yes"]).await.expect("init");
-    // The CRDs came from an older install's crds/ directory: helm's release does not own them.
-    for (k, crd) in env.cluster.api.objects_under("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/") {
-        env.cluster.api.edit(&k, |o| {
-            o["metadata"]["labels"] = json!({});
-            o["metadata"]["annotations"] = json!({});
-        });
-        assert!(crd["metadata"]["name"].as_str().unwrap().contains("karpenter"));
+    // CRDs from an older install's crds/ directory (or kubectl): no helm ownership metadata.
+    for (group, kind, plural) in
+        [("karpenter.sh", "NodePool", "nodepools"), ("karpenter.k8s.aws", "EC2NodeClass", "ec2nodeclasses")]
+    {
+        env.cluster.api.insert(json!({
+            "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": format!("{plural}.{group}")},
+            "spec": {"group": group, "scope": "Cluster", "names": {"kind": kind, "plural": plural},
+                     "versions": [{"name": "v1", "served": true, "storage": true}]},
+        }));
     }
+    let err = env.run(&["init", "-c", C, "--yes"]).await.expect_err("refused");
+    assert_eq!(err.kind, ErrorKind::Foreign, "{err}");
+    assert!(err.message.contains("nodepools.karpenter.sh") && err.message.contains("karpenter-crd"), "{err}");
+    assert!(err.hint.as_deref().unwrap_or("").contains("--adopt"), "{err:?}");
+    assert_eq!(env.cluster.helm_writes(), Vec::<String>::new(), "nothing installed");
+    env.run(&["init", "-c", C, "--yes", "--adopt"]).await.expect("init --adopt");
+    let crd = env
+        .cluster
+        .api
+        .object("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/nodepools.karpenter.sh")
+        .expect("crd");
+    assert_eq!(crd["metadata"]["annotations"]["meta.helm.sh/release-name"], "karpenter-crd", "{crd}");
+    assert_eq!(crd["metadata"]["labels"]["app.kubernetes.io/managed-by"], "Helm", "{crd}");
     teardown(&env, &[]).await.expect("teardown");
     assert_nothing_left(&env);
 }

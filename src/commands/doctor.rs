@@ -19,6 +19,7 @@ use std::time::Duration;
 use super::smoke::Smoke;
 use crate::helm::ExtraValues;
 use crate::kube::client::{deployment_readiness, readiness, Readiness};
+use crate::kube::survey;
 use crate::output::Report;
 use crate::plan;
 use crate::render::{policy_size, Documents, POLICY_SIZE_MAX};
@@ -117,7 +118,7 @@ async fn runtime_checks(cx: &Cx, observed: &[(Box<dyn Resource>, Observed)]) -> 
         Ok(api) => api,
         Err(reason) => {
             let queue = cx.desired.target.interruption.then_some("karpenter.interruption-queue");
-            return Ok(["karpenter.controller", "ec2nodeclass.ready", "nodepool.ready"]
+            return Ok(["karpenter.controller", "ec2nodeclass.ready", "nodepool.ready", "karpenter.crds"]
                 .into_iter()
                 .chain(queue)
                 .map(|id| Check::new(id, Status::Skip, reason.clone()))
@@ -131,18 +132,39 @@ async fn runtime_checks(cx: &Cx, observed: &[(Box<dyn Resource>, Observed)]) -> 
             .with_hint(format!("run `{}` to install the controller", repair_command(&cx.desired))),
         Some(d) => match deployment_readiness(&d) {
             Readiness::Ready => Check::new("karpenter.controller", Status::Pass, "the controller is available"),
-            Readiness::NotReady(c) => Check::new(
-                "karpenter.controller",
-                Status::Fail,
-                format!(
-                    "the controller is not available: {}",
-                    c.map(|c| c.to_string()).unwrap_or_else(|| "no status yet".into())
-                ),
-            )
-            .with_hint(format!(
-                "kubectl -n {ns} describe deploy/{CONTROLLER}; kubectl -n {ns} logs deploy/{CONTROLLER}"
-            )),
+            Readiness::NotReady(c) => {
+                let pending = survey::pending_reasons(&api.kube, ns).await?;
+                let check = Check::new(
+                    "karpenter.controller",
+                    Status::Fail,
+                    format!(
+                        "the controller is not available: {}{}",
+                        c.map(|c| c.to_string()).unwrap_or_else(|| "no status yet".into()),
+                        if pending.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; pods Pending: {}", pending.join("; "))
+                        }
+                    ),
+                );
+                if pending.is_empty() {
+                    check.with_hint(format!(
+                        "kubectl -n {ns} describe deploy/{CONTROLLER}; kubectl -n {ns} logs deploy/{CONTROLLER}"
+                    ))
+                } else {
+                    check.with_hint(survey::PENDING_HINT)
+                }
+            }
         },
+    });
+    out.push(survey::crd_check(&api.kube, &[]).await?);
+    out.extend(survey::neighbour_checks(&api.kube).await?);
+    let foreign = survey::foreign_controllers(&api.kube, ns).await?;
+    out.push(if foreign.is_empty() {
+        Check::new("karpenter.foreign-controller", Status::Pass, "no other Karpenter controller runs")
+    } else {
+        let e = survey::foreign_controller_error(&foreign);
+        Check::new("karpenter.foreign-controller", Status::Fail, e.message).with_hint(e.hint.unwrap_or_default())
     });
     for (id, api_version, kind) in [
         ("ec2nodeclass.ready", "karpenter.k8s.aws/v1", "EC2NodeClass"),

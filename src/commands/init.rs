@@ -69,6 +69,7 @@ pub(crate) async fn walk(g: &GlobalArgs, a: &InitArgs, hooks: &Hooks, walk: Walk
         }
     };
     let cx = Cx { aws, desired, docs, cluster: info, cluster_side };
+    super::cluster_preflight(&cx, a.adopt).await?;
 
     let spinner = output::spinner("observing");
     let set = resources::desired_set(&cx.desired, &cx.cluster, opts.subnets.as_deref());

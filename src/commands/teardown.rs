@@ -138,7 +138,7 @@ pub async fn run(g: &GlobalArgs, a: &TeardownArgs, hooks: &Hooks) -> Result<Repo
             if n == 2 && controller.is_some() && !running {
                 // No controller (any more): nothing else will terminate the instances or
                 // release the finalizers that keep the objects, and so the CRDs, from going.
-                plan::delete(&cx, &instances, &on_done).await?;
+                plan::delete_refs(&cx, &instances.iter().collect::<Vec<_>>(), &on_done).await?;
                 instances_gone = true;
                 notes.push(release(&cx).await?);
             }

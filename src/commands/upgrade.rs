@@ -105,7 +105,7 @@ pub fn check_path(installed: &Installed, d: &Desired, walk: Walk) -> Result<Opti
 /// After the new controller runs: remove the policies and rules karpctl made that this
 /// version no longer uses (never a foreign one).
 pub async fn retire(cx: &Cx) -> Result<Vec<Change>> {
-    let set: Vec<Box<dyn Resource>> = resources::desired_set(&cx.desired, &cx.cluster)
+    let set: Vec<Box<dyn Resource>> = resources::desired_set(&cx.desired, &cx.cluster, None)
         .into_iter()
         .filter(|r| r.not_wanted(cx).is_some_and(|why| why.starts_with(versions::NOT_USED)))
         .collect();

@@ -545,14 +545,28 @@ impl Kube {
         name: &str,
     ) -> Result<bool> {
         let patch = serde_json::json!({"metadata": {"finalizers": null}});
+        self.merge_patch(api_version, kind, namespace, name, &patch, "remove the finalizers of").await
+    }
+
+    /// A JSON merge patch of one object (for metadata karpctl does not manage by server-side
+    /// apply: finalizers, helm's ownership); `Ok(false)` when the object is gone.
+    pub async fn merge_patch(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+        patch: &Value,
+        doing: &str,
+    ) -> Result<bool> {
         match self
             .api(self.client().await?, api_version, kind, namespace)
-            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .patch(name, &PatchParams::default(), &Patch::Merge(patch))
             .await
         {
             Ok(_) => Ok(true),
             Err(::kube::Error::Api(s)) if s.code == 404 => Ok(false),
-            Err(e) => Err(self.error(format!("failed to remove the finalizers of {kind} {name}"), e)),
+            Err(e) => Err(self.error(format!("failed to {doing} {kind} {name}"), e)),
         }
     }
 

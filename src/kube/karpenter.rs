@@ -18,6 +18,59 @@ pub const NODEPOOL_LABEL: &str = "karpenter.sh/nodepool";
 /// The finalizer Karpenter puts on its NodeClaims and Nodes.
 pub const TERMINATION_FINALIZER: &str = "karpenter.sh/termination";
 
+/// The CRD API.
+const CRD: (&str, &str) = ("apiextensions.k8s.io/v1", "CustomResourceDefinition");
+
+/// Whether a CRD is one of Karpenter's (its group is `karpenter.sh` or `karpenter.k8s.aws`).
+fn is_karpenter_crd(name: &str) -> bool {
+    name.ends_with(".karpenter.sh") || name.ends_with(".karpenter.k8s.aws")
+}
+
+/// Whether helm's release `release` in `namespace` owns the object: what helm checks before it
+/// takes an existing object into a release (its label and two annotations).
+pub fn owned_by_release(obj: &Value, release: &str, namespace: &str) -> bool {
+    let m = |p: &str| obj.pointer(p).and_then(Value::as_str);
+    m("/metadata/labels/app.kubernetes.io~1managed-by") == Some("Helm")
+        && m("/metadata/annotations/meta.helm.sh~1release-name") == Some(release)
+        && m("/metadata/annotations/meta.helm.sh~1release-namespace") == Some(namespace)
+}
+
+/// Karpenter's CRDs in the cluster (name and object).
+pub async fn crds(kube: &Kube) -> Result<Vec<(String, Value)>> {
+    Ok(list(kube, CRD, None)
+        .await?
+        .into_iter()
+        .map(|c| (name_of(&c), c))
+        .filter(|(n, _)| is_karpenter_crd(n))
+        .collect())
+}
+
+/// Karpenter's CRDs that the release `release` in `namespace` does not own (installed by the
+/// karpenter chart's crds/ directory on an older install, or with kubectl): helm refuses to
+/// install the CRD chart over them.
+pub async fn unowned_crds(kube: &Kube, release: &str, namespace: &str) -> Result<Vec<String>> {
+    Ok(crds(kube)
+        .await?
+        .into_iter()
+        .filter(|(_, c)| !owned_by_release(c, release, namespace))
+        .map(|(n, _)| n)
+        .collect())
+}
+
+/// Hand the unowned Karpenter CRDs to the release (`init --adopt`): helm's ownership label and
+/// annotations, after which `helm upgrade --install` takes them over.
+pub async fn adopt_crds(kube: &Kube, release: &str, namespace: &str) -> Result<Vec<String>> {
+    let names = unowned_crds(kube, release, namespace).await?;
+    let patch = serde_json::json!({"metadata": {
+        "labels": {"app.kubernetes.io/managed-by": "Helm"},
+        "annotations": {"meta.helm.sh/release-name": release, "meta.helm.sh/release-namespace": namespace},
+    }});
+    for name in &names {
+        kube.merge_patch(CRD.0, CRD.1, None, name, &patch, "adopt").await?;
+    }
+    Ok(names)
+}
+
 /// A NodePool and how many nodes it has.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pool {

@@ -6,11 +6,14 @@
 //!   server-side apply, get/list/delete by apiVersion/kind, waits, and helm's environment.
 //! - [`karpenter`]: Karpenter's own objects: foreign NodePools, whether the controller runs,
 //!   and releasing its finalizers when it does not.
+//! - [`survey`]: what else runs (another Karpenter, Cluster Autoscaler, the termination handler),
+//!   where the controller can be scheduled, and the CRDs' own versions.
 //! - [`aws_auth`]: the node role's entry in the `aws-auth` ConfigMap on CONFIG_MAP clusters.
 
 pub mod aws_auth;
 pub mod client;
 pub mod karpenter;
+pub mod survey;
 pub mod token;
 
 pub use client::{Access, Kube, Wait, FIELD_MANAGER};

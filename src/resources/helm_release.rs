@@ -10,6 +10,7 @@ use super::{Cx, Drift, Observed, Resource};
 use crate::desired::{Desired, SERVICE_ACCOUNT, TAG_MANAGED_BY, TAG_MANAGED_BY_VALUE};
 use crate::error::{Error, ErrorKind, Result};
 use crate::helm::{self, Step};
+use crate::kube::karpenter;
 use crate::output;
 
 /// The controller release's name.
@@ -140,6 +141,12 @@ impl Resource for HelmRelease {
     async fn apply(&self, cx: &Cx, _seen: &Observed) -> Result<()> {
         let api = cx.api().map_err(|r| Error::new(ErrorKind::ClusterState, r))?;
         let (d, extra, name) = (&cx.desired, &api.extra, self.name);
+        if name == CRDS {
+            // init has refused unowned CRDs unless --adopt: these are the user's to hand over.
+            for crd in karpenter::adopt_crds(&api.kube, CRDS, &self.namespace).await? {
+                output::warn(&format!("adopted CRD {crd} into the {CRDS} release"));
+            }
+        }
         self.run(cx, |values| {
             helm::install_steps(d, values, extra, &[])
                 .into_iter()

@@ -228,6 +228,11 @@ impl ApiServer {
         path
     }
 
+    /// Remove an object outright (as if it had never been there).
+    pub fn remove(&self, path: &str) {
+        self.state.lock().unwrap().objects.remove(path);
+    }
+
     pub fn object(&self, path: &str) -> Option<Value> {
         self.state.lock().unwrap().objects.get(path).cloned()
     }
@@ -403,7 +408,7 @@ fn handle(st: &mut State, req: &Request) -> (u16, Value) {
             "gitTreeState": "", "buildDate": "", "goVersion": "", "compiler": "", "platform": "linux/amd64"}),
         );
     }
-    let Some((_group, collection, name)) = route(&req.path) else {
+    let Some((group, collection, name)) = route(&req.path) else {
         return status(404, "NotFound", "the server could not find the requested resource");
     };
     if collection.ends_with("/selfsubjectaccessreviews") && req.method == "POST" {
@@ -433,12 +438,17 @@ fn handle(st: &mut State, req: &Request) -> (u16, Value) {
                     None => (p.to_string(), None),
                 })
                 .collect();
-            let keys: Vec<String> = st
+            // A cluster-wide list of a namespaced resource spans every namespace.
+            let mut keys: Vec<String> = st
                 .objects
                 .keys()
                 .filter(|k| k.strip_prefix(&format!("{collection}/")).is_some_and(|n| !n.contains('/')))
                 .cloned()
                 .collect();
+            if !collection.contains("/namespaces/") {
+                let plural = collection.rsplit('/').next().unwrap_or_default();
+                keys = keys_of(st, &group, plural);
+            }
             for k in &keys {
                 read(st, k);
             }

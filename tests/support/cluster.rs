@@ -22,6 +22,13 @@ pub fn ready() -> Value {
     json!({"conditions": [{"type": "Ready", "status": "True", "reason": "Ready", "message": ""}]})
 }
 
+/// A Ready node of a managed node group (not Karpenter's).
+pub fn node(name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Node",
+           "metadata": {"name": name, "labels": {"eks.amazonaws.com/nodegroup": "system", "kubernetes.io/hostname": name}},
+           "spec": {}, "status": {"conditions": [{"type": "Ready", "status": "True"}]}})
+}
+
 impl FakeCluster {
     /// Start it (inside the test's runtime).
     pub async fn start() -> FakeCluster {
@@ -54,6 +61,10 @@ impl FakeCluster {
             "status": {"observedGeneration": 1, "availableReplicas": 2,
                        "conditions": [{"type": "Available", "status": "True"}]}
         }));
+        // A managed node group of two: room for the controller's two replicas.
+        for name in ["system-a", "system-b"] {
+            api.insert(node(name));
+        }
         FakeCluster { api, dir, kubeconfig, helm }
     }
 
