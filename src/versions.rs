@@ -17,7 +17,7 @@ pub const NOT_USED: &str = "not used by Karpenter";
 pub type Semver = (u32, u32, u32);
 
 /// One interruption event rule: its kind (in the rule's name), source and detail-type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RuleSpec {
     /// The kind inside `Karpenter-C-<Kind>`.
     pub kind: &'static str,
@@ -80,7 +80,7 @@ const RULES_1_9: &[RuleSpec] = &[ALL_RULES[0], ALL_RULES[1], ALL_RULES[2], ALL_R
 const RULES_1_10: &[RuleSpec] = &ALL_RULES;
 
 /// What one minor release needs and offers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Release {
     /// The newest patch of the minor karpctl has the reference files of (its default patch).
     pub version: &'static str,
@@ -89,7 +89,6 @@ pub struct Release {
     /// The oldest and newest Kubernetes minor (`1.N`) it supports, as N.
     pub kubernetes: (u32, u32),
     /// The controller policies it needs, in the reference template's order.
-    #[serde(serialize_with = "policy_names")]
     pub policies: &'static [PolicyPart],
     /// Its interruption event rules, in the reference template's order.
     pub rules: &'static [RuleSpec],
@@ -106,85 +105,39 @@ pub struct Release {
     pub drifts_nodes: Option<&'static str>,
 }
 
-fn policy_names<S: serde::Serializer>(parts: &&'static [PolicyPart], s: S) -> std::result::Result<S::Ok, S::Error> {
-    s.collect_seq(parts.iter().map(|p| p.name()))
-}
+/// 1.9, the oldest supported minor: each newer entry below is written as its change from the
+/// one before, as the upstream upgrade notes describe it.
+const V1_9: Release = Release {
+    version: "1.9.2",
+    lts: true,
+    kubernetes: (26, 35),
+    policies: POLICIES_1_9,
+    rules: RULES_1_9,
+    placement_groups: false,
+    instance_status: false,
+    crds: CRDS_1_9,
+    values_keys: VALUES_KEYS,
+    drifts_nodes: None,
+};
+/// 1.10 adds the capacity-reservation interruption rule.
+const V1_10: Release = Release { version: "1.10.2", lts: false, rules: RULES_1_10, ..V1_9 };
+/// 1.11 may launch into placement groups and reads them.
+const V1_11: Release = Release { version: "1.11.3", placement_groups: true, ..V1_10 };
+/// 1.12 splits out the ZonalShift policy, reads instance status, and writes a new CA bundle.
+const V1_12: Release = Release {
+    version: "1.12.2",
+    policies: POLICIES_1_12,
+    instance_status: true,
+    drifts_nodes: Some("1.12 changes the CA bundle it writes into node user data"),
+    ..V1_11
+};
+/// 1.13 supports Kubernetes 1.36.
+const V1_13: Release = Release { version: "1.13.1", kubernetes: (26, 36), drifts_nodes: None, ..V1_12 };
+/// 1.14, an LTS line, ships the CapacityBuffer CRD.
+const V1_14: Release = Release { version: "1.14.1", lts: true, crds: CRDS_1_14, ..V1_13 };
 
 /// Every supported minor, oldest first (reference data: ../shared/reference/karpenter/versions).
-pub const TABLE: &[Release] = &[
-    Release {
-        version: "1.9.2",
-        lts: true,
-        kubernetes: (26, 35),
-        policies: POLICIES_1_9,
-        rules: RULES_1_9,
-        placement_groups: false,
-        instance_status: false,
-        crds: CRDS_1_9,
-        values_keys: VALUES_KEYS,
-        drifts_nodes: None,
-    },
-    Release {
-        version: "1.10.2",
-        lts: false,
-        kubernetes: (26, 35),
-        policies: POLICIES_1_9,
-        rules: RULES_1_10,
-        placement_groups: false,
-        instance_status: false,
-        crds: CRDS_1_9,
-        values_keys: VALUES_KEYS,
-        drifts_nodes: None,
-    },
-    Release {
-        version: "1.11.3",
-        lts: false,
-        kubernetes: (26, 35),
-        policies: POLICIES_1_9,
-        rules: RULES_1_10,
-        placement_groups: true,
-        instance_status: false,
-        crds: CRDS_1_9,
-        values_keys: VALUES_KEYS,
-        drifts_nodes: None,
-    },
-    Release {
-        version: "1.12.2",
-        lts: false,
-        kubernetes: (26, 35),
-        policies: POLICIES_1_12,
-        rules: RULES_1_10,
-        placement_groups: true,
-        instance_status: true,
-        crds: CRDS_1_9,
-        values_keys: VALUES_KEYS,
-        drifts_nodes: Some("1.12 changes the CA bundle it writes into node user data"),
-    },
-    Release {
-        version: "1.13.1",
-        lts: false,
-        kubernetes: (26, 36),
-        policies: POLICIES_1_12,
-        rules: RULES_1_10,
-        placement_groups: true,
-        instance_status: true,
-        crds: CRDS_1_9,
-        values_keys: VALUES_KEYS,
-        drifts_nodes: None,
-    },
-    Release {
-        version: "1.14.1",
-        lts: true,
-        kubernetes: (26, 36),
-        policies: POLICIES_1_12,
-        rules: RULES_1_10,
-        placement_groups: true,
-        instance_status: true,
-        crds: CRDS_1_14,
-        values_keys: VALUES_KEYS,
-        drifts_nodes: None,
-    },
-];
+pub const TABLE: &[Release] = &[V1_9, V1_10, V1_11, V1_12, V1_13, V1_14];
 
 /// The newest release in the table: the default, and what an unknown version renders with.
 pub fn newest() -> &'static Release {

@@ -297,7 +297,11 @@ async fn a_deleted_queue_policy_fails_the_queue() {
 #[tokio::test]
 async fn an_old_karpenter_for_the_kubernetes_version_fails() {
     let env = installed(&[]).await;
-    let report = doctor(&env, &["--karpenter-version", "1.4.0"]).await;
+    // 1.4 is outside karpctl's table: refused before any AWS call, unless explicitly allowed.
+    let refused = env.run(&["doctor", "-c", C, "--only", "aws", "--karpenter-version", "1.4.0"]).await.unwrap_err();
+    assert_eq!(refused.kind, karpctl::ErrorKind::InvalidInput);
+    assert!(refused.hint.unwrap().contains("newest known: 1.14.1"));
+    let report = doctor(&env, &["--karpenter-version", "1.4.0", "--allow-unknown-version"]).await;
     let (msg, hint) = only_failure(&report, "cluster.kubernetes-version");
     assert_eq!(msg, "Kubernetes 1.33 needs Karpenter 1.5.0 or later; the install uses 1.4.0");
     assert!(hint.contains("--karpenter-version 1.5.0"));

@@ -79,6 +79,9 @@ pub(crate) async fn walk(g: &GlobalArgs, a: &InitArgs, hooks: &Hooks, walk: Walk
     // Shown in the order the changes are applied: dependency level, then the set's order.
     planned.sort_by_key(|p| p.level);
     let path = upgrade::check_path(&Installed::from_planned(planned, &cx.desired.target.namespace), &cx.desired, walk)?;
+    for drift in path.iter().flat_map(|p| &p.drift) {
+        output::warn(drift);
+    }
     let blockers = plan::foreign(planned, a.adopt);
     if !blockers.is_empty() {
         return Err(plan::foreign_error(&blockers));

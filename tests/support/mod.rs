@@ -244,7 +244,7 @@ impl Env {
         all.extend_from_slice(args);
         // The commands that reach the cluster reach this test's stand-in (unless --emit'd).
         let cluster_args = self.cluster.args();
-        if matches!(args.first(), Some(&"init") | Some(&"doctor") | Some(&"teardown"))
+        if matches!(args.first(), Some(&"init") | Some(&"doctor") | Some(&"teardown") | Some(&"upgrade"))
             && !args.iter().any(|a| *a == "--emit" || *a == "--kubeconfig")
         {
             all.extend(cluster_args.iter().map(String::as_str));
