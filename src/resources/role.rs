@@ -9,6 +9,7 @@ use super::{
     fresh_iam_error, iam_owned, iam_tags, parse_policy, policy_eq, retry_fresh, Cx, Drift, Observed, Resource,
 };
 use crate::desired::{Desired, NODE_MANAGED_POLICIES};
+use crate::diff::{self, Compare};
 use crate::error::{Error, ResultExt};
 
 /// Which of the two roles.
@@ -113,7 +114,9 @@ impl Resource for Role {
         };
         let trust_drift = match &trust {
             Some(t) if policy_eq(t, self.trust(cx)) => None,
-            Some(t) => Some(trust_difference(t, self.trust(cx))),
+            Some(t) => {
+                Some(trust_difference(t, self.trust(cx)).with_diff(diff::documents(t, self.trust(cx), Compare::Iam)))
+            }
             None => Some(Drift::new("trust policy missing")),
         };
         let trust_differs = trust_drift.is_some();
