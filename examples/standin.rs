@@ -2,7 +2,8 @@
 //! `tests/support/apiserver.rs` on a loopback port behind a kubeconfig, and a private copy of
 //! `tests/support/fake-helm` (both set up exactly as the tests set them up, by
 //! `tests/support/cluster.rs`). It also plays Karpenter for `doctor --smoke`: when the smoke
-//! Deployment appears, a new NodeClaim becomes Ready and the pods run; when it goes, they go.
+//! Deployment appears, a new NodeClaim becomes Ready and the pods run; when its namespace goes,
+//! they go (the next time they are read).
 //!
 //! An example, so it is built only for development (`cargo build --example standin`) and never
 //! ships in the release binary.
@@ -43,6 +44,7 @@ async fn main() {
         }
     };
     let smoke = path_of("apps/v1", "Deployment", Some("karpctl-smoke"), "inflate");
+    let namespace = path_of("v1", "Namespace", None, "karpctl-smoke");
     let mut launched: Vec<String> = Vec::new();
     let mut round = 0;
     loop {
@@ -51,7 +53,8 @@ async fn main() {
             _ = tokio::signal::ctrl_c() => break,
             _ = tokio::time::sleep(Duration::from_millis(50)) => {}
         }
-        let deployment = fake.api.object(&smoke);
+        // The smoke test ends by deleting its namespace, which takes the Deployment with it.
+        let deployment = fake.api.object(&smoke).filter(|_| fake.api.object(&namespace).is_some());
         match (&deployment, launched.is_empty()) {
             (Some(d), true) => {
                 round += 1;
@@ -75,6 +78,7 @@ async fn main() {
             }
             // Consolidation: the node and its pods go once the Deployment is gone.
             (None, false) => {
+                launched.push(smoke.clone());
                 for path in launched.drain(..) {
                     fake.api.later(&path, 0, Later::Remove);
                 }
