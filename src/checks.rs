@@ -30,12 +30,16 @@ pub struct Check {
     pub message: String,
     /// How to fix it (failures and warnings).
     pub hint: Option<String>,
+    /// For a document that differs: the found one against the wanted one ([`crate::diff`]);
+    /// left out of JSON when there is none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diff: Option<String>,
 }
 
 impl Check {
     /// A check with no hint.
     pub fn new(id: impl Into<String>, status: Status, message: impl Into<String>) -> Self {
-        Check { id: id.into(), status, message: message.into(), hint: None }
+        Check { id: id.into(), status, message: message.into(), hint: None, diff: None }
     }
 
     /// Attach the fix.
@@ -52,7 +56,8 @@ pub fn judge(id: &str, seen: &Observed, repair: &str) -> Check {
     }
     let drift: Vec<&str> = seen.drift.iter().map(|d| d.message.as_str()).collect();
     let drift_hint = seen.drift.iter().find_map(|d| d.hint.clone());
-    match (seen.presence, drift.is_empty()) {
+    let diff = crate::diff::join(seen.drift.iter().map(|d| d.diff.clone()));
+    let check = match (seen.presence, drift.is_empty()) {
         (Presence::Absent, _) => {
             Check::new(id, Status::Fail, "missing").with_hint(format!("run `{repair}` to create it"))
         }
@@ -67,7 +72,8 @@ pub fn judge(id: &str, seen: &Observed, repair: &str) -> Check {
         ),
         (_, false) => Check::new(id, Status::Fail, drift.join("; "))
             .with_hint(drift_hint.unwrap_or_else(|| format!("run `{repair}` to repair it"))),
-    }
+    };
+    Check { diff, ..check }
 }
 
 /// Minimum Karpenter version for each Kubernetes minor version, from the Karpenter

@@ -205,7 +205,7 @@ impl Names {
     pub fn for_cluster(cluster: &str) -> Self {
         Names {
             controller_role: fit(&format!("KarpenterControllerRole-{cluster}"), names::ROLE_NAME_MAX),
-            node_role: fit(&format!("KarpenterNodeRole-{cluster}"), names::ROLE_NAME_MAX),
+            node_role: names::node_role(cluster),
             policies: PolicyPart::ALL
                 .iter()
                 .map(|p| (*p, fit(&format!("KarpenterController{}Policy-{cluster}", p.name()), names::POLICY_NAME_MAX)))

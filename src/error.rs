@@ -14,8 +14,11 @@ use crate::aws::MAX_ATTEMPTS;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ErrorKind {
-    /// Bad input found while validating flags, files or names (exit 2 only for clap's own errors).
+    /// Bad input found while validating flags, files or names (exit 1).
     InvalidInput,
+    /// A required argument is missing where clap cannot tell (`--cluster`, which may also come
+    /// from `KARPCTL_CLUSTER`): a usage error, exit 2 like clap's own.
+    Usage,
     /// The thing asked for does not exist (an unknown cluster, say).
     NotFound,
     /// A create raced with something that already exists.
@@ -99,9 +102,13 @@ impl Error {
         Error { hint: Some(hint), ..self }
     }
 
-    /// The process exit code for this error (the contract: 1 for anything that could not be done).
+    /// The process exit code for this error (the contract: 2 for a usage error, 1 for anything
+    /// else that could not be done).
     pub fn exit_code(&self) -> i32 {
-        1
+        match self.kind {
+            ErrorKind::Usage => 2,
+            _ => 1,
+        }
     }
 
     /// A local I/O failure on `path`.

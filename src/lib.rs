@@ -10,6 +10,7 @@ pub mod commands;
 pub mod context;
 pub mod convert;
 pub mod desired;
+pub mod diff;
 pub mod error;
 pub mod helm;
 pub mod kube;
@@ -36,7 +37,7 @@ pub async fn run(cli: &cli::Cli, hooks: &Hooks) -> Result<Report> {
         Command::Teardown(a) => commands::teardown::run(&cli.global, a, hooks).await,
         Command::Render(a) => commands::render::run(&cli.global, a, hooks).await,
         Command::Init(a) => commands::init::run(&cli.global, a, hooks).await,
-        Command::Convert(a) => commands::convert::run(a),
+        Command::Convert(a) => commands::convert::run(&cli.global, a),
         Command::Versions => Ok(commands::versions::run()),
         Command::Upgrade(a) => commands::upgrade::run(&cli.global, a, hooks).await,
         Command::Completions { shell } => {

@@ -38,6 +38,12 @@ pub fn fit(full: &str, max: usize) -> Name {
     Name { name: format!("{prefix}-{hash}"), shortened_from: Some(full.to_string()) }
 }
 
+/// The node role of cluster `cluster` (`KarpenterNodeRole-C`, shortened like every name), which
+/// `init` creates and `convert -c C` writes into converted EC2NodeClasses.
+pub fn node_role(cluster: &str) -> Name {
+    fit(&format!("KarpenterNodeRole-{cluster}"), ROLE_NAME_MAX)
+}
+
 /// Validate an EKS cluster name: 1–100 characters, starting with a letter or digit, then letters,
 /// digits, `-` and `_` (EKS's own rule). Everything karpctl names derives from it, so it is
 /// checked before anything else happens.

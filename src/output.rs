@@ -2,6 +2,7 @@
 //! stderr. Colour only where wanted (`--color`, `NO_COLOR`, terminals); progress only on a
 //! terminal, so CI logs stay clean and JSON on stdout stays parseable.
 
+use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicI8, Ordering};
 
@@ -108,6 +109,21 @@ impl Output {
             let _ = writeln!(out);
         }
     }
+}
+
+/// A document diff ([`crate::diff`]) for the text output: each line indented under the row it
+/// belongs to, removals red and additions green where colour is on.
+pub fn diff_text(diff: &str, indent: usize) -> String {
+    let mut out = String::new();
+    for line in diff.lines() {
+        let styled = match line.as_bytes().first() {
+            Some(b'-') => console::style(line).red(),
+            Some(b'+') => console::style(line).green(),
+            _ => console::style(line).dim(),
+        };
+        let _ = writeln!(out, "{:indent$}{styled}", "");
+    }
+    out
 }
 
 /// -v count minus -q count, set once by the binary; library callers (tests) keep the default.

@@ -65,6 +65,17 @@ pub struct Change {
     pub action: Action,
     /// Why, or what differs.
     pub detail: String,
+    /// For an update (or adopt) of a document: the found document against the wanted one
+    /// ([`crate::diff`]); left out of JSON when there is none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diff: Option<String>,
+}
+
+impl Change {
+    /// A change without a document diff.
+    pub fn new(resource: String, action: Action, detail: impl Into<String>) -> Self {
+        Change { resource, action, detail: detail.into(), diff: None }
+    }
 }
 
 /// A resource with what was observed and what will be done.
@@ -126,7 +137,11 @@ pub fn plan_one(resource: String, seen: &Observed, adopt: bool) -> Change {
             }
         }
     };
-    Change { resource, action, detail }
+    let diff = match action {
+        Action::Update | Action::Adopt | Action::Skip => crate::diff::join(seen.drift.iter().map(|d| d.diff.clone())),
+        _ => None,
+    };
+    Change { resource, action, detail, diff }
 }
 
 /// Dependency levels: a resource's level is one more than the highest level among the
@@ -207,7 +222,7 @@ pub fn plan_delete(resource: String, seen: &Observed, keep: bool) -> Change {
         Presence::Shared => (Action::Skip, "not karpctl's; left in place"),
         Presence::Foreign => (Action::Skip, "foreign: no karpctl ownership tags; left in place"),
     };
-    Change { resource, action, detail: detail.to_string() }
+    Change::new(resource, action, detail)
 }
 
 /// Delete every planned deletion by the dependency graph: each resource runs its

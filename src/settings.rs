@@ -5,7 +5,7 @@ use crate::aws::AwsOptions;
 use crate::cli::{GlobalArgs, InstallArgs};
 use crate::cluster::ClusterInfo;
 use crate::desired::{AuthMode, Partition, Target};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::names;
 use crate::versions;
 
@@ -76,10 +76,9 @@ impl InstallOptions {
 
 /// The cluster name, required and valid.
 pub fn require_cluster(g: &GlobalArgs) -> Result<String> {
-    let name = g
-        .cluster
-        .clone()
-        .ok_or_else(|| Error::invalid("no cluster given", "pass --cluster NAME (or set KARPCTL_CLUSTER)"))?;
+    let name = g.cluster.clone().ok_or_else(|| {
+        Error::new(ErrorKind::Usage, "no cluster given").with_hint("pass --cluster NAME (or set KARPCTL_CLUSTER)")
+    })?;
     names::validate_cluster_name(&name)?;
     Ok(name)
 }

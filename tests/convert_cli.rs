@@ -24,6 +24,7 @@ fn karpctl(args: &[&str], stdin: Option<&str>) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_karpctl"))
         .args(args)
         .env("NO_COLOR", "1")
+        .env_remove("KARPCTL_CLUSTER")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -105,4 +106,59 @@ fn bad_input_is_one_line_with_the_position_and_exit_1() {
     }
     assert_eq!(karpctl(&["convert"], None).status.code(), Some(2), "missing -f is a usage error");
     assert_eq!(karpctl(&["convert", "-f", "-", "--strictly"], None).status.code(), Some(2));
+}
+
+/// A Provisioner as the seed's own documents write it: no role, no instance profile.
+const PROVISIONER_NO_ROLE: &str = "apiVersion: karpenter.sh/v1alpha5
+kind: Provisioner
+metadata: {name: default}
+spec:
+  provider:
+    subnetSelector: {karpenter.sh/discovery: demo}
+    securityGroupSelector: {karpenter.sh/discovery: demo}
+";
+
+#[test]
+fn cluster_flag_gives_karpctls_node_role() {
+    let out = karpctl(&["convert", "-f", "-", "-c", "demo"], Some(PROVISIONER_NO_ROLE));
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("role: KarpenterNodeRole-demo"));
+    // The name is shortened exactly as init shortens it.
+    let long = "c".repeat(60);
+    let out = karpctl(&["convert", "-f", "-", "-c", &long, "-o", "json"], Some(PROVISIONER_NO_ROLE));
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let role = doc["documents"][1]["content"]["spec"]["role"].as_str().unwrap().to_string();
+    assert_eq!(role, karpctl::names::node_role(&long).name);
+    assert_eq!(role.len(), 64);
+    // --node-role still wins; without either, the error says both ways out.
+    let out = karpctl(&["convert", "-f", "-", "-c", "demo", "--node-role", "Mine"], Some(PROVISIONER_NO_ROLE));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("role: Mine"));
+    let out = karpctl(&["convert", "-f", "-"], Some(PROVISIONER_NO_ROLE));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("pass -c CLUSTER"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = karpctl(&["convert", "-f", "-", "-c", "bad name"], Some(PROVISIONER_NO_ROLE));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid cluster name"));
+}
+
+#[test]
+fn a_v1beta1_provisioner_converts_as_v1alpha5_with_a_warning() {
+    let input = PROVISIONER.replace("karpenter.sh/v1alpha5", "karpenter.sh/v1beta1");
+    let out = karpctl(&["convert", "-f", "-", "-c", "demo"], Some(&input));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("karpenter.sh/v1beta1 never had a Provisioner kind; converted as karpenter.sh/v1alpha5"),
+        "{stderr}"
+    );
+    let expected = karpctl(&["convert", "-f", "-", "-c", "demo"], Some(PROVISIONER));
+    assert_eq!(out.stdout, expected.stdout, "the same conversion as v1alpha5");
+    // --strict refuses it like any warning.
+    let out = karpctl(&["convert", "-f", "-", "-c", "demo", "--strict"], Some(&input));
+    assert_eq!(out.status.code(), Some(1));
 }

@@ -840,3 +840,41 @@ async fn binary_init_emit_writes_the_cluster_side_files() {
         format!("{d} helm registry logout public.ecr.aws\n{d} {crd}\n{d} {controller}\n{d} {apply}\n")
     );
 }
+
+#[test]
+fn binary_without_a_cluster_is_a_usage_error_exit_2() {
+    // The contract: a missing argument is a usage error (2), whether clap or karpctl finds it.
+    for args in [&["init"][..], &["render"], &["render", "--account", "111122223333"], &["init", "-o", "json"]] {
+        let out = karpctl_bin(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.starts_with("error: no cluster given"), "{stderr}");
+        assert!(stderr.contains("hint: pass --cluster NAME (or set KARPCTL_CLUSTER)"), "{stderr}");
+        if args.contains(&"json") {
+            let doc: Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+            assert_eq!(doc["error"]["kind"], "usage");
+        }
+    }
+}
+
+#[tokio::test]
+async fn binary_init_prints_the_outcome_once_in_the_past_tense() {
+    let env = Env::default_account().await;
+    let name = "init-bin-outcome";
+    env.seed_cluster(name, Some("API")).await;
+    let mut args: Vec<String> = ["init", "-c", name, "--yes"].map(String::from).to_vec();
+    args.extend(env.cluster.args());
+    let out = tokio::task::spawn_blocking(move || karpctl_bin(&args.iter().map(String::as_str).collect::<Vec<_>>()))
+        .await
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let role = format!("iam-role/KarpenterNodeRole-{name}");
+    // Once, on stdout, as done: not also as progress on stderr, and not with the plan's verbs.
+    assert!(!stderr.contains(&role), "{stderr}");
+    let rows: Vec<&str> = stdout.lines().filter(|l| l.contains(&role)).collect();
+    assert_eq!(rows.len(), 1, "{stdout}");
+    assert!(rows[0].trim_start().starts_with("created "), "{stdout}");
+    assert!(!stdout.lines().any(|l| l.trim_start().starts_with("create ")), "{stdout}");
+    assert!(stdout.contains("Applied: "), "{stdout}");
+}

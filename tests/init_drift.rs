@@ -58,6 +58,35 @@ async fn assert_repaired(
     assert_eq!(env.recorder.writes().len(), 0, "{:?}", env.recorder.writes());
 }
 
+/// The plan (`init --dry-run`) and `doctor` show the drift of `resource` as a diff of its
+/// document: the same `diff` on the change and on the check, whose `-` lines contain each of
+/// `removed` and `+` lines each of `added`, printed under the resource's line in the text output.
+async fn assert_diff(env: &Env, resource: &str, removed: &[&str], added: &[&str]) {
+    let dry = env.run(&["init", "-c", "demo", "--dry-run"]).await.unwrap();
+    let change = dry.to_json()["changes"].as_array().unwrap().iter().find(|c| c["resource"] == resource).cloned();
+    let diff = change.and_then(|c| c["diff"].as_str().map(str::to_string)).expect("the change has a diff");
+    let lines = |sign: char| diff.lines().filter(|l| l.starts_with(sign)).collect::<Vec<_>>().join("\n");
+    for r in removed {
+        assert!(lines('-').contains(r), "{r:?} should be removed in:\n{diff}");
+    }
+    for a in added {
+        assert!(lines('+').contains(a), "{a:?} should be added in:\n{diff}");
+    }
+    if removed.is_empty() {
+        assert_eq!(lines('-'), "", "nothing is removed:\n{diff}");
+    }
+    let row = dry.text.lines().position(|l| l.contains(resource) && l.contains("update")).expect("an update row");
+    let under: Vec<&str> = dry.text.lines().skip(row + 1).take(diff.lines().count()).map(str::trim).collect();
+    assert_eq!(under, diff.lines().map(str::trim).collect::<Vec<_>>(), "the diff is printed under its row");
+
+    let doctor = env.run(&["doctor", "-c", "demo", "--only", "aws"]).await.unwrap();
+    let check = doctor.to_json()["checks"].as_array().unwrap().iter().find(|c| c["id"] == resource).cloned().unwrap();
+    assert_eq!(check["status"], "fail");
+    assert_eq!(check["diff"].as_str(), Some(diff.as_str()), "doctor shows the same diff");
+    assert!(doctor.text.contains(diff.lines().last().unwrap().trim()), "{}", doctor.text);
+    env.recorder.clear();
+}
+
 fn lambda_trust() -> String {
     json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
         .to_string()
@@ -69,16 +98,10 @@ async fn a_changed_trust_policy_is_restored() {
     let name = "KarpenterControllerRole-demo";
     env.aws.iam.update_assume_role_policy().role_name(name).policy_document(lambda_trust()).send().await.unwrap();
     assert_eq!(role_trust(&env, name).await["Statement"][0]["Principal"]["Service"], "lambda.amazonaws.com");
-    assert_repaired(
-        &env,
-        &seeded,
-        &baseline,
-        &format!("iam-role/{name}"),
-        "update",
-        "trust policy differs",
-        &["UpdateAssumeRolePolicy"],
-    )
-    .await;
+    let id = format!("iam-role/{name}");
+    assert_diff(&env, &id, &["Service: lambda.amazonaws.com"], &["Service: pods.eks.amazonaws.com", "sts:TagSession"])
+        .await;
+    assert_repaired(&env, &seeded, &baseline, &id, "update", "trust policy differs", &["UpdateAssumeRolePolicy"]).await;
     let (_, docs) = render(target(&env, "demo").await);
     assert!(policy_eq(&role_trust(&env, name).await, &docs.controller_trust));
 }
@@ -141,6 +164,10 @@ async fn a_policy_document_edited_in_the_console_is_restored_as_a_new_default_ve
         .await
         .unwrap();
     assert_eq!(policy_versions(&env, &arn).await, [("v1".into(), false), ("v2".into(), true)]);
+    let (_, docs) = render(target(&env, "demo").await);
+    let sid = format!("- Sid: {}", docs.policies[0].2["Statement"][0]["Sid"].as_str().unwrap());
+    let id = "iam-policy/KarpenterControllerNodeLifecyclePolicy-demo";
+    assert_diff(&env, id, &[], &[&sid]).await;
     assert_repaired(
         &env,
         &seeded,
@@ -265,6 +292,17 @@ async fn a_disabled_rule_is_enabled_again() {
 }
 
 #[tokio::test]
+async fn a_changed_event_pattern_is_restored() {
+    let (env, seeded, baseline) = installed().await;
+    let rule = "Karpenter-demo-ScheduledChange";
+    let pattern = json!({"source": ["aws.health"], "detail-type": ["Something Else"]});
+    env.aws.events.put_rule().name(rule).event_pattern(pattern.to_string()).send().await.unwrap();
+    let id = format!("event-rule/{rule}");
+    assert_diff(&env, &id, &["- Something Else"], &["- AWS Health Event"]).await;
+    assert_repaired(&env, &seeded, &baseline, &id, "update", "event pattern differs", &["PutRule"]).await;
+}
+
+#[tokio::test]
 async fn a_deleted_rule_is_created_again() {
     // A rule that is gone is a `create` (the contract: it does not exist and will be created),
     // and only that rule is touched.
@@ -287,6 +325,8 @@ async fn a_changed_queue_attribute_is_restored() {
         .send()
         .await
         .unwrap();
+    assert_diff(&env, "sqs-queue/demo", &["MessageRetentionPeriod: '1209600'"], &["MessageRetentionPeriod: '300'"])
+        .await;
     assert_repaired(
         &env,
         &seeded,
@@ -313,6 +353,8 @@ async fn a_changed_queue_policy_is_restored() {
         .send()
         .await
         .unwrap();
+    assert_diff(&env, "sqs-queue/demo", &["Resource: '*'"], &["- events.amazonaws.com", "Action: sqs:SendMessage"])
+        .await;
     assert_repaired(&env, &seeded, &baseline, "sqs-queue/demo", "update", "Policy differs", &["SetQueueAttributes"])
         .await;
 }

@@ -6,15 +6,25 @@ use std::path::Path;
 
 use serde_json::json;
 
-use crate::cli::ConvertArgs;
+use crate::cli::{ConvertArgs, GlobalArgs};
 use crate::convert::{self, ConvertError, ConvertOptions};
 use crate::error::{Error, ErrorKind, Result};
+use crate::names;
 use crate::output::{self, Report};
 
 /// Run `convert`.
-pub fn run(a: &ConvertArgs) -> Result<Report> {
+pub fn run(g: &GlobalArgs, a: &ConvertArgs) -> Result<Report> {
+    let node_role = match (&a.node_role, &g.cluster) {
+        (Some(role), _) => Some(role.clone()),
+        // `-c C`: the node role karpctl itself creates for that cluster.
+        (None, Some(cluster)) => {
+            names::validate_cluster_name(cluster)?;
+            Some(names::node_role(cluster).name)
+        }
+        (None, None) => None,
+    };
     let sources = read_sources(&a.file)?;
-    let opts = ConvertOptions { node_role: a.node_role.clone(), strict: a.strict };
+    let opts = ConvertOptions { node_role, strict: a.strict };
     let converted = convert::convert_sources(&sources, &opts).map_err(convert_error)?;
     for w in &converted.warnings {
         output::warn(w);

@@ -401,6 +401,9 @@ fn report(c: &ClusterInfo, checks: Vec<Check>) -> Report {
         };
         let _ = writeln!(text, "{mark} {}  {}", ch.id, ch.message);
         if matches!(ch.status, Status::Fail | Status::Warn) {
+            if let Some(d) = &ch.diff {
+                text.push_str(&crate::output::diff_text(d, 4));
+            }
             if let Some(h) = &ch.hint {
                 let _ = writeln!(text, "    hint: {h}");
             }

@@ -113,8 +113,12 @@ pub(crate) async fn walk(g: &GlobalArgs, a: &InitArgs, hooks: &Hooks, walk: Walk
         confirm(&cx, &changes, pending, hooks.interactive, &view).await?;
     }
     let bar = output::spinner(&format!("applying {pending} changes"));
+    // The outcome is printed once, at the end; while applying, the spinner (on a terminal) and
+    // the log (-v) say what is done.
     let result = plan::apply(&cx, planned, &|c: &Change| {
-        output::progress(&bar, &format!("{:<7} {}", past(c.action), c.resource));
+        let line = format!("{} {}", past(c.action), c.resource);
+        tracing::info!("{line}");
+        bar.set_message(line);
     })
     .await;
     bar.finish_and_clear();
@@ -173,17 +177,20 @@ async fn confirm(cx: &Cx, changes: &[Change], pending: usize, interactive: bool,
     }
 }
 
+/// What a planned action reads as once applied.
 fn past(a: Action) -> &'static str {
     match a {
         Action::Create => "created",
         Action::Update => "updated",
         Action::Adopt => "adopted",
         Action::Delete => "deleted",
-        Action::None | Action::Skip => "",
+        Action::None => "unchanged",
+        Action::Skip => "skipped",
     }
 }
 
-/// The plan as text: one line per resource, then a summary.
+/// The plan (or, after apply, the outcome) as text: one line per resource with the diff of each
+/// document to update under it, then a summary.
 fn plan_text(cx: &Cx, changes: &[Change], dry_run: bool, view: &View<'_>) -> String {
     let c = &cx.cluster;
     let mut out = format!(
@@ -201,15 +208,20 @@ fn plan_text(cx: &Cx, changes: &[Change], dry_run: bool, view: &View<'_>) -> Str
         let _ = writeln!(out, "{line}");
     }
     let width = changes.iter().map(|c| c.resource.len()).max().unwrap_or(0);
+    let verb = |a: Action| if dry_run { a.as_str() } else { past(a) };
+    let verb_width = if dry_run { 6 } else { 9 };
     for ch in changes {
         let action = match ch.action {
-            Action::Create => console::style(ch.action.as_str()).green(),
-            Action::Update | Action::Adopt => console::style(ch.action.as_str()).yellow(),
-            Action::Delete => console::style(ch.action.as_str()).red(),
-            Action::None | Action::Skip => console::style(ch.action.as_str()).dim(),
+            Action::Create => console::style(verb(ch.action)).green(),
+            Action::Update | Action::Adopt => console::style(verb(ch.action)).yellow(),
+            Action::Delete => console::style(verb(ch.action)).red(),
+            Action::None | Action::Skip => console::style(verb(ch.action)).dim(),
         };
-        let line = format!("  {:<6}  {:<width$}  {}", action, ch.resource, ch.detail, width = width);
+        let line = format!("  {action:<verb_width$}  {:<width$}  {}", ch.resource, ch.detail, width = width);
         let _ = writeln!(out, "{}", line.trim_end());
+        if let Some(d) = &ch.diff {
+            out.push_str(&output::diff_text(d, verb_width + 4));
+        }
     }
     let count = |a: Action| changes.iter().filter(|c| c.action == a).count();
     let (create, update, adopt) = (count(Action::Create), count(Action::Update), count(Action::Adopt));

@@ -90,9 +90,9 @@ pub async fn run(g: &GlobalArgs, a: &TeardownArgs, hooks: &Hooks) -> Result<Repo
             let id = resource.id();
             let mut change = plan::plan_delete(id.clone(), &seen, a.keep_iam && iam);
             if let (true, Err(reason)) = (resource.is_cluster_side(), cx.api()) {
-                change = Change { resource: id, action: Action::Skip, detail: reason };
+                change = Change::new(id, Action::Skip, reason);
             } else if a.keep_crds && id == helm_release::id(&cx.desired.target.namespace, helm_release::CRDS) {
-                change = Change { resource: id, action: Action::Skip, detail: "--keep-crds".into() };
+                change = Change::new(id, Action::Skip, "--keep-crds");
             }
             Planned { resource, seen, change, level }
         })

@@ -113,11 +113,8 @@ pub async fn retire(cx: &Cx) -> Result<Vec<Change>> {
     for (r, seen) in plan::observe_all(cx, set, false).await? {
         if seen.presence == Presence::Owned {
             r.delete(cx, &seen).await?;
-            out.push(Change {
-                resource: r.id(),
-                action: Action::Delete,
-                detail: format!("{} {}", versions::NOT_USED, cx.desired.target.karpenter_version),
-            });
+            let detail = format!("{} {}", versions::NOT_USED, cx.desired.target.karpenter_version);
+            out.push(Change::new(r.id(), Action::Delete, detail));
         }
     }
     Ok(out)

@@ -238,7 +238,7 @@ impl ConvertError {
             }
             Self::InvalidField { hint, .. } => hint.clone(),
             Self::NoNodeRole { .. } => Some(
-                "pass --node-role NAME (e.g. KarpenterNodeRole-CLUSTER); the old global defaultInstanceProfile setting no longer exists".into(),
+                "pass -c CLUSTER (for karpctl's KarpenterNodeRole-CLUSTER) or --node-role NAME; the old global defaultInstanceProfile setting no longer exists".into(),
             ),
             Self::Duplicate { .. } => Some(
                 "rename one of the two objects; v1 NodePools and EC2NodeClasses are cluster-scoped and need unique names".into(),
@@ -544,6 +544,8 @@ fn classify(unit: &Unit) -> Result<Class, ConvertError> {
     };
     match (group, version, kind) {
         ("karpenter.sh", "v1alpha5", "Provisioner") => Ok(Class::Provisioner),
+        // Never a real API, but course notes and blog posts wrote one: the fields are v1alpha5's.
+        ("karpenter.sh", "v1beta1", "Provisioner") => Ok(Class::Provisioner),
         ("karpenter.k8s.aws", "v1alpha1", "AWSNodeTemplate") => Ok(Class::AwsNodeTemplate),
         ("karpenter.sh", "v1beta1", "NodePool") => Ok(Class::NodePoolV1beta1),
         ("karpenter.k8s.aws", "v1beta1", "EC2NodeClass") => Ok(Class::Ec2NodeClassV1beta1),
@@ -611,7 +613,15 @@ fn convert_units(units: Vec<Unit>, opts: &ConvertOptions) -> Result<Converted, C
             continue;
         }
         let result = match classes[i] {
-            Class::Provisioner => nodepool::from_provisioner(&unit.value, &mut ctxs[i]),
+            Class::Provisioner => {
+                if unit.value.get("apiVersion").and_then(Value::as_str) == Some("karpenter.sh/v1beta1") {
+                    ctxs[i].warn(
+                        "apiVersion",
+                        "karpenter.sh/v1beta1 never had a Provisioner kind; converted as karpenter.sh/v1alpha5 Provisioner",
+                    );
+                }
+                nodepool::from_provisioner(&unit.value, &mut ctxs[i])
+            }
             Class::NodePoolV1beta1 => nodepool::from_v1beta1(&unit.value, &mut ctxs[i]),
             _ => continue,
         };

@@ -9,6 +9,7 @@ use serde_json::Value;
 use super::ignore_gone;
 use super::{Cx, Drift, Observed, Presence, Resource};
 use crate::desired::Desired;
+use crate::diff::{self, Compare};
 use crate::error::{Error, ErrorKind, Result, ResultExt};
 use crate::retry::{classify, patiently};
 
@@ -142,16 +143,18 @@ impl Resource for EventRule {
         let tags = tags.map_err(|e| {
             Error::aws(format!("failed to read tags of rule {}", self.name), "events:ListTagsForResource", e)
         })?;
-        let pattern_same = rule
-            .event_pattern()
-            .and_then(|p| serde_json::from_str::<Value>(p).ok())
-            .is_some_and(|p| self.pattern(cx).is_ok_and(|want| p == *want));
+        let pattern = rule.event_pattern().and_then(|p| serde_json::from_str::<Value>(p).ok());
+        let pattern_same = pattern.as_ref().is_some_and(|p| self.pattern(cx).is_ok_and(|want| p == want));
         let enabled = rule.state() == Some(&RuleState::Enabled);
         let queue_arn = cx.desired.queue_arn();
         let target_missing = !targets.iter().any(|t| t.arn() == queue_arn);
         let mut drift = Vec::new();
         if !pattern_same {
-            drift.push(Drift::new("event pattern differs"));
+            let diff = match (&pattern, self.pattern(cx)) {
+                (Some(have), Ok(want)) => diff::documents(have, want, Compare::Exact),
+                _ => None,
+            };
+            drift.push(Drift::new("event pattern differs").with_diff(diff));
         }
         if !enabled {
             drift.push(Drift::new("rule is disabled"));

@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::{Cx, Drift, Observed, Resource};
 use crate::desired::{Desired, SERVICE_ACCOUNT, TAG_MANAGED_BY, TAG_MANAGED_BY_VALUE};
+use crate::diff::{self, Compare};
 use crate::error::{Error, ErrorKind, Result};
 use crate::helm::{self, Step};
 use crate::kube::karpenter;
@@ -132,8 +133,11 @@ impl Resource for HelmRelease {
                 self.namespace, self.name
             )));
         }
-        if self.name == CONTROLLER && values != helm::effective_values(&cx.docs.helm_values_yaml, &api.extra)? {
-            drift.push(Drift::new("values differ"));
+        if self.name == CONTROLLER {
+            let want = helm::effective_values(&cx.docs.helm_values_yaml, &api.extra)?;
+            if values != want {
+                drift.push(Drift::new("values differ").with_diff(diff::documents(&values, &want, Compare::Exact)));
+            }
         }
         Ok(Observed::present(owned, drift, Facts { values, version }))
     }

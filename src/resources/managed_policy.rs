@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use super::ignore_gone;
 use super::{iam_owned, iam_tags, parse_policy, policy_eq, Cx, Drift, Observed, Presence, Resource};
 use crate::desired::Desired;
+use crate::diff::{self, Compare};
 use crate::error::{Error, ErrorKind, Result, ResultExt};
 use crate::retry::{classify, patiently};
 
@@ -101,8 +102,13 @@ impl Resource for ManagedPolicy {
         };
         let desired: serde_json::Value = serde_json::from_str(&self.document(cx)?)
             .map_err(|e| Error::new(ErrorKind::Render, "rendered policy is not JSON").with_cause(e.to_string()))?;
-        let document_differs = !current.is_some_and(|c| policy_eq(&c, &desired));
-        let drift = if document_differs { vec![Drift::new("policy document differs")] } else { Vec::new() };
+        let document_differs = !current.as_ref().is_some_and(|c| policy_eq(c, &desired));
+        let drift = if document_differs {
+            let diff = current.as_ref().and_then(|c| diff::documents(c, &desired, Compare::Iam));
+            vec![Drift::new("policy document differs").with_diff(diff)]
+        } else {
+            Vec::new()
+        };
         Ok(Observed::present(owned, drift, Facts { document_differs }))
     }
 

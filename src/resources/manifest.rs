@@ -2,11 +2,12 @@
 //! karpctl owns them when it manages their fields (their managedFields name `karpctl`).
 
 use async_trait::async_trait;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::helm_release::{self, CRDS};
 use super::{Cx, Drift, Observed, Resource};
 use crate::desired::Desired;
+use crate::diff::{self, Compare};
 use crate::error::{Error, ErrorKind, Result};
 use crate::kube::FIELD_MANAGER;
 use crate::render::yaml_to_json;
@@ -127,10 +128,12 @@ impl Resource for Manifest {
         if self.any_owner {
             return Ok(Observed::present(true, Vec::new(), ()));
         }
-        let drift = if contains(&obj["spec"], &self.desired(cx)?["spec"]) {
+        let want = self.desired(cx)?;
+        let drift = if contains(&obj["spec"], &want["spec"]) {
             Vec::new()
         } else {
-            vec![Drift::new("spec differs")]
+            let diff = diff::documents(&json!({"spec": obj["spec"]}), &json!({"spec": want["spec"]}), Compare::Fields);
+            vec![Drift::new("spec differs").with_diff(diff)]
         };
         Ok(Observed::present(owned, drift, ()))
     }

@@ -99,12 +99,20 @@ pub struct Drift {
     pub message: String,
     /// A fix more specific than "run karpctl init", where there is one.
     pub hint: Option<String>,
+    /// The found document against the wanted one ([`crate::diff::documents`]), where there is one.
+    pub diff: Option<String>,
 }
 
 impl Drift {
     /// A drift entry.
     pub fn new(message: impl Into<String>) -> Self {
-        Drift { message: message.into(), hint: None }
+        Drift { message: message.into(), hint: None, diff: None }
+    }
+
+    /// Attach the document diff (`None`: nothing to show).
+    pub fn with_diff(mut self, diff: Option<String>) -> Self {
+        self.diff = diff;
+        self
     }
 
     /// Attach a specific fix.

@@ -9,6 +9,7 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use super::ignore_gone;
 use super::{parse_policy, policy_eq, tag_map, Cx, Drift, Observed, Presence, Resource};
 use crate::desired::Desired;
+use crate::diff::{self, Compare};
 use crate::error::{Error, Result, ResultExt};
 use crate::retry::{classify, patiently};
 
@@ -80,15 +81,21 @@ impl Resource for Queue {
         let mut fix = Vec::new();
         for (name, want) in Queue::desired_attributes(cx) {
             let got = have.get(&name);
-            let same = match (&name, got) {
-                (QueueAttributeName::Policy, Some(g)) => {
-                    parse_policy(g).map(|p| policy_eq(&p, &cx.docs.queue_policy)).unwrap_or(false)
+            let (same, diff) = match (&name, got) {
+                (QueueAttributeName::Policy, Some(g)) => match parse_policy(g) {
+                    Ok(p) => {
+                        (policy_eq(&p, &cx.docs.queue_policy), diff::documents(&p, &cx.docs.queue_policy, Compare::Iam))
+                    }
+                    Err(_) => (false, None),
+                },
+                (_, Some(g)) => {
+                    let attr = |v: &str| serde_json::json!({ name.as_str(): v });
+                    (*g == want, diff::documents(&attr(g), &attr(&want), Compare::Exact))
                 }
-                (_, Some(g)) => *g == want,
-                (_, None) => false,
+                (_, None) => (false, None),
             };
             if !same {
-                drift.push(Drift::new(format!("{} differs", name.as_str())));
+                drift.push(Drift::new(format!("{} differs", name.as_str())).with_diff(diff));
                 fix.push((name, want));
             }
         }

@@ -7,6 +7,7 @@ use serde_json::Value;
 use super::ignore_gone;
 use super::{iam_owned, iam_tags, parse_policy, policy_eq, Cx, Drift, Observed, Resource};
 use crate::desired::{Desired, NODE_MANAGED_POLICIES};
+use crate::diff::{self, Compare};
 use crate::error::{Error, ResultExt};
 use crate::retry::{classify, classify_fresh, patiently};
 
@@ -117,7 +118,9 @@ impl Resource for Role {
         };
         let trust_drift = match &trust {
             Some(t) if policy_eq(t, self.trust(cx)) => None,
-            Some(t) => Some(trust_difference(t, self.trust(cx))),
+            Some(t) => {
+                Some(trust_difference(t, self.trust(cx)).with_diff(diff::documents(t, self.trust(cx), Compare::Iam)))
+            }
             None => Some(Drift::new("trust policy missing")),
         };
         let trust_differs = trust_drift.is_some();
