@@ -22,7 +22,8 @@ use crate::plan::{self, Action, Change, Planned};
 use crate::render::Documents;
 use crate::resources::manifest::Manifest;
 use crate::resources::{
-    self, discovery_tags::DiscoveryTags, helm_release, oidc_provider, orphans, ClusterApi, ClusterSide, Cx, Observed, Resource,
+    self, discovery_tags::DiscoveryTags, helm_release, oidc_provider, orphans, ClusterApi, ClusterSide, Cx, Observed,
+    Resource,
 };
 use crate::settings::{self, InstallOptions};
 
