@@ -354,17 +354,24 @@ class KarpctlIamResponse(IamResponse):
         return EmptyResult()
 
 
+def _post_json(request):
+    """The JSON body of a test-only POST route, or the response refusing it."""
+    if request.method != "POST":
+        return None, (405, {}, json.dumps({"message": "use POST"}))
+    try:
+        return json.loads(request.get_data(cache=True) or b"{}"), None
+    except ValueError:
+        return None, (400, {}, json.dumps({"message": "body must be JSON"}))
+
+
 def set_cluster_status(request, full_url, headers):
     """Test-only: POST /moto-api/karpctl/clusters/{name}/status {"status": ...}.
     BaseResponse.setup_class resolves account and region exactly as for AWS calls."""
-    if request.method != "POST":
-        return 405, {}, json.dumps({"message": "use POST"})
     # Read the body first: with a form content type (curl -d), Flask would
     # otherwise consume it as form data inside setup_class.
-    try:
-        body = json.loads(request.get_data(cache=True) or b"{}")
-    except ValueError:
-        return 400, {}, json.dumps({"message": "body must be JSON"})
+    body, refused = _post_json(request)
+    if refused:
+        return refused
     resp = BaseResponse(service_name="eks")
     resp.setup_class(request, full_url, headers)
     name, status = unquote(resp.path.split("/")[-2]), body.get("status")
@@ -500,12 +507,9 @@ def _within(account, kind, key, setting):
 
 def set_strict(request, full_url, headers):
     """Test-only: POST /moto-api/karpctl/strict {"aws": true, "iam_propagation": 1, ...}."""
-    if request.method != "POST":
-        return 405, {}, json.dumps({"message": "use POST"})
-    try:
-        body = json.loads(request.get_data(cache=True) or b"{}")
-    except ValueError:
-        return 400, {}, json.dumps({"message": "body must be JSON"})
+    body, refused = _post_json(request)
+    if refused:
+        return refused
     unknown = sorted(set(body) - set(STRICT_OFF) - {"aws"})
     if unknown:
         return 400, {}, json.dumps({"message": f"unknown settings {unknown}; known: {sorted(STRICT_OFF)}"})
