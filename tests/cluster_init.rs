@@ -38,13 +38,7 @@ fn aws_auth_path() -> String {
 /// The API requests karpctl makes that change something, other than the preflight's access
 /// reviews (helm's own writes, the charts' objects, are helm's).
 fn api_writes(env: &Env) -> Vec<support::apiserver::Request> {
-    env.cluster
-        .api
-        .writes()
-        .into_iter()
-        .filter(|r| !r.path.ends_with("/selfsubjectaccessreviews"))
-        .filter(|r| !r.header("user-agent").is_some_and(|u| u.starts_with("Helm/")))
-        .collect()
+    env.cluster.api.karpctl_writes().into_iter().filter(|r| !r.path.ends_with("/selfsubjectaccessreviews")).collect()
 }
 
 /// The argv of every helm run that changes something (upgrade, uninstall), as word lists.

@@ -154,7 +154,7 @@ async fn fresh_init_creates_exactly_the_expected_set_with_the_rendered_content()
     let api_writes: Vec<String> = env
         .cluster
         .api
-        .writes()
+        .karpctl_writes()
         .iter()
         .filter(|r| !r.path.ends_with("/selfsubjectaccessreviews"))
         .map(|r| format!("{} {}", r.method, r.path))
@@ -344,7 +344,7 @@ async fn fresh_init_creates_exactly_the_expected_set_with_the_rendered_content()
     let api_writes: Vec<String> = env
         .cluster
         .api
-        .writes()
+        .karpctl_writes()
         .iter()
         .filter(|r| !r.path.ends_with("/selfsubjectaccessreviews"))
         .map(|r| format!("{} {}", r.method, r.path))
@@ -376,7 +376,7 @@ async fn dry_run_writes_nothing() {
     let api_writes: Vec<String> = env
         .cluster
         .api
-        .writes()
+        .karpctl_writes()
         .iter()
         .filter(|r| !r.path.ends_with("/selfsubjectaccessreviews"))
         .map(|r| format!("{} {}", r.method, r.path))

@@ -45,6 +45,9 @@ pub async fn run(g: &GlobalArgs, a: &TeardownArgs, hooks: &Hooks) -> Result<Repo
         }
         Err(e) => return Err(e),
     };
+    if let Some(w) = info.exists().then(|| info.require_usable()).transpose()?.flatten() {
+        output::warn(&w);
+    }
     let mut target = opts.target_for(&info);
     // The auth mode decides nothing here (both identities are looked for); pod-identity needs no issuer.
     target.auth = crate::desired::AuthMode::PodIdentity;

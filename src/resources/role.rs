@@ -197,7 +197,11 @@ impl Resource for Role {
     }
 
     async fn delete(&self, cx: &Cx, _seen: &Observed) -> Result<(), Error> {
-        match self.delete_role(cx).await {
+        let busy = format!("role {}", self.name);
+        // Concurrent writes to the role are waited out; a DeleteConflict first means "something
+        // still holds it", handled below.
+        let not_conflict = |e: &Error| classify(e).filter(|_| e.code.as_deref() != Some("DeleteConflict"));
+        match patiently(&busy, not_conflict, || self.delete_role(cx)).await {
             // Something was attached or added after observation (or a profile karpctl does not
             // remove holds the role): list everything, remove it, and try once more.
             Err(e) if e.code.as_deref() == Some("DeleteConflict") => {
@@ -234,7 +238,6 @@ impl Resource for Role {
                     futures::future::try_join_all(removals)
                 )?;
                 // IAM answers DeleteConflict for a moment after the detaches settle.
-                let busy = format!("role {name}");
                 patiently(&busy, classify, || self.delete_role(cx)).await
             }
             other => other,

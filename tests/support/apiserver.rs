@@ -211,6 +211,20 @@ impl ApiServer {
         self.requests().into_iter().filter(|r| r.method != "GET").collect()
     }
 
+    /// The requests karpctl itself sent: fake-helm writes the charts' objects through this server
+    /// too (as helm does), with helm's user agent.
+    pub fn karpctl_requests(&self) -> Vec<Request> {
+        self.requests()
+            .into_iter()
+            .filter(|r| !r.header("user-agent").is_some_and(|u| u.starts_with("Helm/")))
+            .collect()
+    }
+
+    /// The writes karpctl itself sent (see [`Self::karpctl_requests`]).
+    pub fn karpctl_writes(&self) -> Vec<Request> {
+        self.karpctl_requests().into_iter().filter(|r| r.method != "GET").collect()
+    }
+
     pub fn clear_requests(&self) {
         self.state.lock().unwrap().requests.clear();
     }
