@@ -167,38 +167,37 @@ pub const PENDING_HINT: &str = "the controller needs nodes Karpenter does not ma
 
 /// doctor's checks of what else runs: Cluster Autoscaler and aws-node-termination-handler.
 pub async fn neighbour_checks(kube: &Kube) -> Result<Vec<Check>> {
-    let mut out = Vec::new();
     let ca: Vec<Workload> =
         workloads_running(kube, "cluster-autoscaler").await?.into_iter().filter(|w| w.replicas > 0).collect();
-    out.push(if ca.is_empty() {
-        Check::new("cluster.autoscaler", Status::Pass, "no Cluster Autoscaler runs")
-    } else {
-        let list: Vec<String> = ca.iter().map(ToString::to_string).collect();
-        Check::new(
-            "cluster.autoscaler",
-            Status::Warn,
-            format!("Cluster Autoscaler still runs ({}): two autoscalers fight over the same pods", list.join(", ")),
-        )
-        .with_hint(
-            "scale it to 0 once Karpenter's NodePools cover its node groups; `karpctl migrate` (planned) does this",
-        )
-    });
     let nth = workloads_running(kube, "aws-node-termination-handler").await?;
-    out.push(if nth.is_empty() {
-        Check::new("cluster.termination-handler", Status::Pass, "no aws-node-termination-handler runs")
-    } else {
-        let list: Vec<String> = nth.iter().map(ToString::to_string).collect();
-        Check::new(
+    Ok(vec![
+        warn_if_running(
+            "cluster.autoscaler",
+            "Cluster Autoscaler",
+            &ca,
+            "still runs",
+            ": two autoscalers fight over the same pods",
+            "scale it to 0 once Karpenter's NodePools cover its node groups; `karpctl migrate` (planned) does this",
+        ),
+        warn_if_running(
             "cluster.termination-handler",
-            Status::Warn,
-            format!(
-                "aws-node-termination-handler runs ({}) while Karpenter handles interruptions: both drain the same nodes",
-                list.join(", ")
-            ),
-        )
-        .with_hint("remove it for the nodes Karpenter manages (Karpenter's interruption queue replaces it); `karpctl migrate` (planned) does this")
-    });
-    Ok(out)
+            "aws-node-termination-handler",
+            &nth,
+            "runs",
+            " while Karpenter handles interruptions: both drain the same nodes",
+            "remove it for the nodes Karpenter manages (Karpenter's interruption queue replaces it); `karpctl migrate` (planned) does this",
+        ),
+    ])
+}
+
+/// A pass when `found` is empty, else a warning naming the workloads, why they conflict with
+/// Karpenter (`why` follows the list as written), and the fix.
+fn warn_if_running(id: &str, what: &str, found: &[Workload], verb: &str, why: &str, hint: &str) -> Check {
+    if found.is_empty() {
+        return Check::new(id, Status::Pass, format!("no {what} runs"));
+    }
+    let list: Vec<String> = found.iter().map(ToString::to_string).collect();
+    Check::new(id, Status::Warn, format!("{what} {verb} ({}){why}", list.join(", "))).with_hint(hint)
 }
 
 /// doctor's CRD check, from the CRD objects themselves (not the chart release): each of
