@@ -16,6 +16,8 @@ mod apiserver;
 #[allow(dead_code)]
 #[path = "../tests/support/cluster.rs"]
 mod cluster;
+#[path = "../tests/support/fake_helm.rs"]
+mod fake_helm;
 
 use std::time::Duration;
 

@@ -99,6 +99,9 @@ pub struct Release {
     pub instance_status: bool,
     /// The CRDs its karpenter-crd chart ships (metadata.name).
     pub crds: &'static [&'static str],
+    /// The EC2NodeClass spec fields it reads that 1.9's CRD lacks: a CRD release older than
+    /// the controller is told by their absence (helm never upgrades a chart's crds/).
+    pub nodeclass_fields: &'static [&'static str],
     /// The chart values keys karpctl sets for it.
     pub values_keys: &'static [&'static str],
     /// Why moving to this minor from an older one replaces existing nodes, if it does.
@@ -116,13 +119,19 @@ const V1_9: Release = Release {
     placement_groups: false,
     instance_status: false,
     crds: CRDS_1_9,
+    nodeclass_fields: &[],
     values_keys: VALUES_KEYS,
     drifts_nodes: None,
 };
 /// 1.10 adds the capacity-reservation interruption rule.
 const V1_10: Release = Release { version: "1.10.2", lts: false, rules: RULES_1_10, ..V1_9 };
-/// 1.11 may launch into placement groups and reads them.
-const V1_11: Release = Release { version: "1.11.3", placement_groups: true, ..V1_10 };
+/// 1.11 may launch into placement groups and reads them, and configures network interfaces.
+const V1_11: Release = Release {
+    version: "1.11.3",
+    placement_groups: true,
+    nodeclass_fields: &["networkInterfaces", "placementGroupSelector"],
+    ..V1_10
+};
 /// 1.12 splits out the ZonalShift policy, reads instance status, and writes a new CA bundle.
 const V1_12: Release = Release {
     version: "1.12.2",
@@ -131,8 +140,14 @@ const V1_12: Release = Release {
     drifts_nodes: Some("1.12 changes the CA bundle it writes into node user data"),
     ..V1_11
 };
-/// 1.13 supports Kubernetes 1.36.
-const V1_13: Release = Release { version: "1.13.1", kubernetes: (26, 36), drifts_nodes: None, ..V1_12 };
+/// 1.13 supports Kubernetes 1.36 and sets CPU options and connection tracking.
+const V1_13: Release = Release {
+    version: "1.13.1",
+    kubernetes: (26, 36),
+    drifts_nodes: None,
+    nodeclass_fields: &["connectionTracking", "cpuOptions", "networkInterfaces", "placementGroupSelector"],
+    ..V1_12
+};
 /// 1.14, an LTS line, ships the CapacityBuffer CRD.
 const V1_14: Release = Release { version: "1.14.1", lts: true, crds: CRDS_1_14, ..V1_13 };
 

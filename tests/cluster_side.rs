@@ -4,6 +4,8 @@
 
 #[path = "support/apiserver.rs"]
 mod apiserver;
+#[path = "support/fake_helm.rs"]
+mod fake_helm;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -103,14 +105,7 @@ struct FakeHelm {
 impl FakeHelm {
     fn new() -> FakeHelm {
         let dir = tempfile::tempdir().unwrap();
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/fake-helm");
-        let helm = dir.path().join("helm");
-        std::fs::copy(&src, &helm).unwrap();
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&helm, std::fs::Permissions::from_mode(0o755)).unwrap();
-        }
+        fake_helm::install(dir.path());
         FakeHelm { dir }
     }
 

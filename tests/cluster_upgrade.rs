@@ -86,6 +86,34 @@ async fn from_1_9_2_to_1_14_1_grants_the_new_permissions_and_rule_first_and_ends
     assert!(iam.get_policy().policy_arn(&arn).send().await.is_ok());
     assert!(attached(&env, &format!("KarpenterControllerRole-{C}")).await.contains(&arn));
     doctor_ok(&env).await;
+
+    // A pipeline that still pins the CRD chart at 1.10 puts it back under the 1.14 controller:
+    // doctor names what the older CRDs lack (fake-helm writes each version's reference CRDs).
+    if support::reference_dir().is_none() {
+        return;
+    }
+    // Async: the stand-in API server it writes to runs on this test's runtime.
+    let out = tokio::process::Command::new(&env.cluster.helm)
+        .args(["upgrade", "--install", "karpenter-crd", "oci://public.ecr.aws/karpenter/karpenter-crd"])
+        .args(["--version", "1.10.2", "--namespace", "kube-system"])
+        .env("KUBECONFIG", &env.cluster.kubeconfig)
+        .output()
+        .await
+        .expect("run fake helm");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report = env.run(&["doctor", "-c", C]).await.expect("doctor runs");
+    let json = report.to_json();
+    let crds = json["checks"].as_array().unwrap().iter().find(|c| c["id"] == "karpenter.crds").unwrap();
+    assert_eq!(crds["status"], "fail", "{}", report.text);
+    let message = crds["message"].as_str().unwrap();
+    assert!(message.contains("capacitybuffers.autoscaling.x-k8s.io is missing"), "{message}");
+    assert!(
+        message.contains(
+            "lacks spec fields connectionTracking, cpuOptions, networkInterfaces, placementGroupSelector (older than the controller 1.14.1)"
+        ),
+        "{message}"
+    );
+    assert_eq!(report.exit_code, 3, "{}", report.text);
 }
 
 #[tokio::test]

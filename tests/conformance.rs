@@ -210,6 +210,32 @@ fn every_versions_crd_set_matches_its_crd_chart() {
     }
 }
 
+/// The spec field names of a version's EC2NodeClass CRD (v1).
+fn nodeclass_spec_fields(dir: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(dir.join("crds/karpenter.k8s.aws_ec2nodeclasses.yaml")).expect("read CRD");
+    let crd = yaml_to_json("EC2NodeClass CRD", &text).unwrap();
+    let v1 = crd["spec"]["versions"].as_array().unwrap().iter().find(|v| v["name"] == "v1").expect("v1").clone();
+    let props = v1.pointer("/schema/openAPIV3Schema/properties/spec/properties").and_then(|p| p.as_object());
+    props.expect("spec properties").keys().cloned().collect()
+}
+
+/// doctor tells a CRD release older than the controller by the fields the table lists: each
+/// is in that version's CRD and not in the oldest one's, and no field the version's CRD added
+/// since the oldest is left out.
+#[test]
+fn every_versions_new_nodeclass_fields_are_the_ones_its_crd_added() {
+    let Some(root) = crd_schema::reference_dir() else { return };
+    let dirs = version_dirs(&root);
+    let oldest = nodeclass_spec_fields(&dirs[0].1);
+    for (v, dir) in &dirs {
+        let fields = nodeclass_spec_fields(dir);
+        let mut added: Vec<&str> =
+            fields.iter().map(String::as_str).filter(|f| !oldest.iter().any(|o| o == f)).collect();
+        added.sort();
+        assert_eq!(versions::lookup(v).unwrap().nodeclass_fields, added, "{v}");
+    }
+}
+
 #[test]
 fn every_versions_values_keys_exist_in_its_chart() {
     let Some(root) = crd_schema::reference_dir() else { return };

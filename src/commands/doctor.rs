@@ -157,7 +157,7 @@ async fn runtime_checks(cx: &Cx, observed: &[(Box<dyn Resource>, Observed)]) -> 
             }
         },
     });
-    out.push(survey::crd_check(&api.kube, &[]).await?);
+    out.push(survey::crd_check(&api.kube, cx.desired.release).await?);
     out.extend(survey::neighbour_checks(&api.kube).await?);
     let foreign = survey::foreign_controllers(&api.kube, ns).await?;
     out.push(if foreign.is_empty() {

@@ -105,10 +105,13 @@ impl fmt::Display for Access {
     }
 }
 
+/// The wait before the second look of every poll; each later wait doubles, up to the interval.
+pub const FIRST_LOOK: Duration = Duration::from_millis(200);
+
 /// How often to look and for how long, passed in so tests run in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Wait {
-    /// Time between two looks.
+    /// The longest time between two looks (the first ones come sooner, see [`FIRST_LOOK`]).
     pub interval: Duration,
     /// When to give up.
     pub timeout: Duration,
@@ -707,6 +710,9 @@ impl Kube {
     {
         let deadline = tokio::time::Instant::now() + wait.timeout;
         let mut last = String::new();
+        // What is done in a second (a re-run, a small chart) is seen in a second; what takes
+        // minutes is looked at every `interval`.
+        let mut step = FIRST_LOOK.min(wait.interval);
         loop {
             let state = match probe().await {
                 Ok(Probe::Done) => {
@@ -723,10 +729,12 @@ impl Kube {
                 progress(&format!("{what}: {state}"));
                 last = state;
             }
-            if tokio::time::Instant::now() + wait.interval > deadline {
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
                 return Ok(Some(last));
             }
-            tokio::time::sleep(wait.interval).await;
+            tokio::time::sleep(step.min(deadline - now)).await;
+            step = (step * 2).min(wait.interval);
         }
     }
 

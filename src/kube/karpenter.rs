@@ -45,6 +45,17 @@ pub async fn crds(kube: &Kube) -> Result<Vec<(String, Value)>> {
         .collect())
 }
 
+/// The CRDs of the given names in the cluster (a chart's set reaches beyond Karpenter's own
+/// groups: 1.14 ships CapacityBuffer).
+pub async fn crds_named(kube: &Kube, names: &[&str]) -> Result<Vec<(String, Value)>> {
+    Ok(list(kube, CRD, None)
+        .await?
+        .into_iter()
+        .map(|c| (name_of(&c), c))
+        .filter(|(n, _)| names.contains(&n.as_str()))
+        .collect())
+}
+
 /// Karpenter's CRDs that the release `release` in `namespace` does not own (installed by the
 /// karpenter chart's crds/ directory on an older install, or with kubectl): helm refuses to
 /// install the CRD chart over them.

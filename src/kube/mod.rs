@@ -16,7 +16,7 @@ pub mod karpenter;
 pub mod survey;
 pub mod token;
 
-pub use client::{Access, Kube, Wait, FIELD_MANAGER};
+pub use client::{Access, Kube, Wait, FIELD_MANAGER, FIRST_LOOK};
 pub use token::{EksTokenSource, TokenSource};
 
 pub(crate) use crate::error::source_chain;

@@ -9,6 +9,7 @@ use super::karpenter::{self, NODEPOOL_LABEL};
 use super::Kube;
 use crate::checks::{Check, Status};
 use crate::error::{Error, ErrorKind, Result};
+use crate::versions::Release;
 
 /// A workload found by the image it runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -200,18 +201,26 @@ fn warn_if_running(id: &str, what: &str, found: &[Workload], verb: &str, why: &s
     Check::new(id, Status::Warn, format!("{what} {verb} ({}){why}", list.join(", "))).with_hint(hint)
 }
 
-/// doctor's CRD check, from the CRD objects themselves (not the chart release): each of
-/// Karpenter's CRDs is there, serves and stores v1, has only v1 in `status.storedVersions`,
-/// and knows every field the controller's version writes (`required`: the top-level spec
-/// fields of the controller's reference CRDs, when known).
-pub async fn crd_check(kube: &Kube, required: &[(&str, &[&str])]) -> Result<Check> {
-    let crds = karpenter::crds(kube).await?;
+/// Karpenter's CRDs at v1 since 1.0.
+const V1_CRDS: &[&str] = &["nodepools.karpenter.sh", "nodeclaims.karpenter.sh", "ec2nodeclasses.karpenter.k8s.aws"];
+
+/// doctor's CRD check, from the CRD objects themselves (not the chart release): every CRD
+/// the controller's version ships is there; Karpenter's own serve and store v1, have only v1
+/// in `status.storedVersions`; and the EC2NodeClass CRD knows every spec field that version
+/// reads (a CRD release older than the controller lacks them, and the controller then fails
+/// to decode the objects it lists).
+pub async fn crd_check(kube: &Kube, release: &Release) -> Result<Check> {
+    let crds = karpenter::crds_named(kube, release.crds).await?;
     let mut problems = Vec::new();
-    for name in ["nodepools.karpenter.sh", "nodeclaims.karpenter.sh", "ec2nodeclasses.karpenter.k8s.aws"] {
+    for name in release.crds {
         let Some((_, crd)) = crds.iter().find(|(n, _)| n == name) else {
             problems.push(format!("{name} is missing"));
             continue;
         };
+        // The others (NodeOverlay, CapacityBuffer) are still alpha: no v1 to serve.
+        if !V1_CRDS.contains(name) {
+            continue;
+        }
         let versions = crd.pointer("/spec/versions").and_then(Value::as_array).cloned().unwrap_or_default();
         let v1 = versions.iter().find(|v| s(v, "/name") == "v1");
         if !v1.is_some_and(|v| v["served"] == true && v["storage"] == true) {
@@ -225,12 +234,21 @@ pub async fn crd_check(kube: &Kube, required: &[(&str, &[&str])]) -> Result<Chec
         if stored.iter().any(|v| *v != "v1") {
             problems.push(format!("{name} still has objects stored as {}", stored.join(", ")));
         }
-        if let Some((_, fields)) = required.iter().find(|(n, _)| *n == name) {
+        if *name == "ec2nodeclasses.karpenter.k8s.aws" {
+            // A CRD without a schema cannot say what it lacks (apiextensions.k8s.io/v1 requires one).
             let props = v1.and_then(|v| v.pointer("/schema/openAPIV3Schema/properties/spec/properties"));
-            let missing: Vec<&str> =
-                fields.iter().copied().filter(|f| props.is_some_and(|p| p.get(*f).is_none())).collect();
+            let missing: Vec<&str> = release
+                .nodeclass_fields
+                .iter()
+                .copied()
+                .filter(|f| props.is_some_and(|p| p.get(*f).is_none()))
+                .collect();
             if !missing.is_empty() {
-                problems.push(format!("{name} lacks spec fields {} (older than the controller)", missing.join(", ")));
+                problems.push(format!(
+                    "{name} lacks spec fields {} (older than the controller {})",
+                    missing.join(", "),
+                    release.version
+                ));
             }
         }
     }

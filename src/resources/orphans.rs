@@ -150,6 +150,7 @@ async fn terminate(cx: &Cx, id: &str) -> Result<()> {
     let r = ec2.terminate_instances().instance_ids(id).send().await;
     ignore_gone(r.map_err(|e| Error::aws(format!("failed to terminate instance {id}"), "ec2:TerminateInstances", e)))?;
     let deadline = tokio::time::Instant::now() + TERMINATE_TIMEOUT;
+    let mut step = crate::kube::FIRST_LOOK;
     loop {
         let out = ec2.describe_instances().instance_ids(id).send().await;
         let state = match out
@@ -170,7 +171,8 @@ async fn terminate(cx: &Cx, id: &str) -> Result<()> {
             return Err(Error::new(ErrorKind::Timeout, format!("instance {id} is still {state:?} after termination"))
                 .with_hint("run teardown again to keep waiting, or check the instance in the EC2 console"));
         }
-        tokio::time::sleep(TERMINATE_POLL).await;
+        tokio::time::sleep(step).await;
+        step = (step * 2).min(TERMINATE_POLL);
     }
 }
 

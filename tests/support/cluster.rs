@@ -3,7 +3,7 @@
 //! Karpenter itself is played by the stand-in: the controller Deployment is there and available,
 //! and every EC2NodeClass and NodePool applied becomes Ready, as a running Karpenter makes them.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde_json::{json, Value};
 
@@ -44,9 +44,7 @@ impl FakeCluster {
             ),
         )
         .expect("write kubeconfig");
-        let helm = dir.path().join("helm");
-        std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/fake-helm"), &helm)
-            .expect("copy fake-helm");
+        let helm = super::fake_helm::install(dir.path());
         // helm's `uninstall --wait` times out here instead of after ten minutes.
         std::fs::write(dir.path().join("fake-helm.json"), r#"{"FAKE_HELM_WAIT_LIMIT": 3}"#).expect("fake-helm.json");
         api.auto_status("ec2nodeclasses", ready());

@@ -6,6 +6,7 @@
 #[path = "apiserver.rs"]
 pub mod apiserver;
 pub mod cluster;
+pub mod fake_helm;
 pub mod faults;
 pub mod install;
 pub mod proxy;
@@ -359,6 +360,10 @@ pub fn reference_dir() -> Option<std::path::PathBuf> {
     match std::env::var_os("KARPCTL_REFERENCE_DIR") {
         None => {
             eprintln!("skipping: KARPCTL_REFERENCE_DIR is not set");
+            None
+        }
+        Some(d) if !std::path::Path::new(&d).exists() => {
+            eprintln!("skipping: KARPCTL_REFERENCE_DIR={} does not exist", d.to_string_lossy());
             None
         }
         Some(d) => {
