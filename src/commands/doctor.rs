@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use super::smoke::Smoke;
 use crate::helm::ExtraValues;
-use crate::kube::client::{deployment_readiness, readiness, Readiness};
 use crate::kube::survey;
+use crate::kube::{deployment_readiness, readiness, Readiness};
 use crate::output::Report;
 use crate::plan;
 use crate::render::{policy_size, Documents, POLICY_SIZE_MAX};
