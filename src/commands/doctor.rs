@@ -7,10 +7,9 @@ use std::fmt::Write as _;
 use aws_sdk_ec2::types::Filter;
 use serde_json::json;
 
-use crate::aws::Aws;
 use crate::checks::{self, Check, Status};
 use crate::cli::{DoctorArgs, GlobalArgs, Only};
-use crate::cluster::{self, ClusterInfo};
+use crate::cluster::ClusterInfo;
 use crate::context::Hooks;
 use crate::desired::{AuthMode, Desired, DISCOVERY_TAG};
 use crate::error::{Error, Result};
@@ -18,30 +17,33 @@ use std::time::Duration;
 
 use super::smoke::Smoke;
 use crate::helm::ExtraValues;
-use crate::kube::client::{deployment_readiness, readiness, Readiness};
 use crate::kube::survey;
+use crate::kube::{deployment_readiness, readiness, Readiness};
 use crate::output::Report;
 use crate::plan;
 use crate::render::{policy_size, Documents, POLICY_SIZE_MAX};
 use crate::resources::helm_release::{HelmRelease, CONTROLLER};
 use crate::resources::{self, discovery_tags, ClusterSide, Cx, Observed, Presence, Resource};
-use crate::settings::{self, InstallOptions};
+use crate::settings::DoctorSettings;
 use crate::versions::lookup;
 
+use super::session::{IfGone, Session};
 use super::upgrade::Installed;
 
 /// Run `doctor`.
 pub async fn run(g: &GlobalArgs, a: &DoctorArgs, hooks: &Hooks) -> Result<Report> {
-    let cluster_name = settings::require_cluster(g)?;
-    let opts = InstallOptions::from_args(&a.install)?;
-    let aws = Aws::connect(&settings::aws_options(g)?, hooks).await?;
-    let info = cluster::discover(&aws, &cluster_name).await?;
-    let mut checks = cluster_checks(&info);
-    let desired = Desired::new(opts.target_for(&info))?;
-    let docs = Documents::render(&desired)?;
-    let cluster_side = match a.only {
+    check(&DoctorSettings::resolve(g, a)?, hooks).await
+}
+
+/// Observe and judge every piece of the install.
+pub async fn check(s: &DoctorSettings, hooks: &Hooks) -> Result<Report> {
+    let opts = &s.install;
+    let session = Session::open(&s.common, hooks, IfGone::Fail).await?;
+    let mut checks = cluster_checks(&session.cluster);
+    let desired = super::session::desired(opts.target_for(&session.cluster))?;
+    let cluster_side = match s.only {
         Some(Only::Aws) => ClusterSide::Off("--only aws".into()),
-        None => match super::connect_cluster(&a.cluster, &info, &aws, ExtraValues::default(), false, &[]).await {
+        None => match session.connect(&s.access, ExtraValues::default(), false, &[]).await {
             Ok(side) => {
                 checks.push(Check::new("cluster.api", Status::Pass, "the cluster API answers"));
                 side
@@ -54,7 +56,7 @@ pub async fn run(g: &GlobalArgs, a: &DoctorArgs, hooks: &Hooks) -> Result<Report
             }
         },
     };
-    let mut cx = Cx { aws, desired, docs, cluster: info, cluster_side };
+    let mut cx = session.cx(desired, cluster_side)?;
     // Judge the install against the version it runs, not karpctl's newest, unless told otherwise.
     let installed = Installed::observe(&cx).await?;
     if let (false, Some(v)) = (opts.version_given, installed.controller.as_deref()) {
@@ -88,17 +90,16 @@ pub async fn run(g: &GlobalArgs, a: &DoctorArgs, hooks: &Hooks) -> Result<Report
     }
     checks.extend(discovery?);
     checks.extend(runtime_checks(&cx, &observed).await?);
-    if a.smoke {
+    if let Some(smoke) = &s.smoke {
         // Only on an install that passes: a smoke test of a broken one proves nothing new.
         checks.push(match (cx.api(), checks.iter().any(|c| c.status == Status::Fail)) {
             (Ok(api), false) => {
                 let smoke = Smoke {
-                    replicas: a.replicas,
-                    timeout: Duration::from_secs(a.smoke_timeout),
+                    replicas: smoke.replicas,
+                    timeout: smoke.timeout,
                     // Often enough to time a node's arrival well, rarely enough to spare the API server.
-                    interval: (Duration::from_secs(a.smoke_timeout) / 20)
-                        .clamp(Duration::from_millis(50), Duration::from_secs(2)),
-                    wait_scale_down: a.smoke_wait_scale_down,
+                    interval: (smoke.timeout / 20).clamp(Duration::from_millis(50), Duration::from_secs(2)),
+                    wait_scale_down: smoke.wait_scale_down,
                 };
                 super::smoke::run(&api.kube, smoke).await?
             }

@@ -6,57 +6,47 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use crate::aws::Aws;
 use crate::cli::{GlobalArgs, InitArgs};
-use crate::cluster::{self, ClusterInfo};
+use crate::cluster::ClusterInfo;
 use crate::context::Hooks;
 use crate::desired::Desired;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 use crate::helm::{self, ExtraValues};
+
 use crate::kube::{Access, Wait};
 use crate::output::{self, Report};
 use crate::plan::{self, Action, Change};
-use crate::render::Documents;
 use crate::resources::helm_release::CONTROLLER;
 use crate::resources::{self, ClusterApi, ClusterSide, Cx};
-use crate::settings::{self, InstallOptions};
+use crate::settings::InitSettings;
 use crate::versions::{self, UpgradePath};
 
+use super::plan_view::{confirm, past, table, Ask, Tense};
+use super::session::{IfGone, Session};
 use super::upgrade::{self, Installed, Walk};
 
 /// Run `init`.
 pub async fn run(g: &GlobalArgs, a: &InitArgs, hooks: &Hooks) -> Result<Report> {
-    walk(g, a, hooks, Walk::Init).await
+    walk(&InitSettings::resolve(g, a)?, hooks, Walk::Init).await
 }
 
 /// The walk `init` and `upgrade` share: the same set, in the same order, with the version
 /// checks (Kubernetes range, upgrade path) before the first write.
-pub(crate) async fn walk(g: &GlobalArgs, a: &InitArgs, hooks: &Hooks, walk: Walk) -> Result<Report> {
-    // Everything the user typed is checked before the first AWS call.
-    let cluster_name = settings::require_cluster(g)?;
-    let opts = InstallOptions::from_args(&a.install)?;
-    let extra = ExtraValues::new(&a.values, &a.set)?;
-    if let Some(dir) = &a.emit {
-        if dir.exists() && !dir.is_dir() {
-            return Err(Error::invalid(format!("--emit {} is not a directory", dir.display()), "pass a directory"));
-        }
-    }
-    let aws = Aws::connect(&settings::aws_options(g)?, hooks).await?;
-    let info = cluster::discover(&aws, &cluster_name).await?;
+pub(crate) async fn walk(s: &InitSettings, hooks: &Hooks, walk: Walk) -> Result<Report> {
+    // Everything the user typed was checked (InitSettings) before this first AWS call.
+    let opts = &s.install;
+    let session = Session::open(&s.common, hooks, IfGone::Fail).await?;
+    let info = &session.cluster;
     if let Some(w) = info.require_installable()? {
         output::warn(&w);
     }
-    let desired = Desired::new(opts.target_for(&info))?;
+    let desired = super::session::desired(opts.target_for(info))?;
     versions::check_kubernetes(&info.version, &desired.target.karpenter_version, desired.release)?;
-    for (full, short) in desired.names.shortened() {
-        output::warn(&format!("name {full} is too long; using {short}"));
-    }
-    let docs = Documents::render(&desired)?;
-    let cluster_side = match &a.emit {
+    let cluster_side = match &s.emit {
         Some(dir) => ClusterSide::Off(format!("--emit: written to {}", dir.display())),
         None => {
             let access = Access::for_install(&desired.target.namespace, !info.auth_mode.has_api());
-            super::connect_cluster(&a.cluster, &info, &aws, extra.clone(), true, &access).await.map_err(|e| {
+            session.connect(&s.access, s.extra.clone(), true, &access).await.map_err(|e| {
                 // Without cluster access the AWS side can still be done: say so, once.
                 let emit = "run init --emit DIR to do the AWS side only and write the cluster side to DIR";
                 let hint = match e.hint.clone() {
@@ -68,12 +58,12 @@ pub(crate) async fn walk(g: &GlobalArgs, a: &InitArgs, hooks: &Hooks, walk: Walk
             })?
         }
     };
-    let cx = Cx { aws, desired, docs, cluster: info, cluster_side };
-    super::cluster_preflight(&cx, a.adopt).await?;
+    let cx = session.cx(desired, cluster_side)?;
+    super::cluster_preflight(&cx, s.adopt).await?;
 
     let spinner = output::spinner("observing");
     let set = resources::desired_set(&cx.desired, &cx.cluster, opts.subnets.as_deref());
-    let mut planned = plan::plan(&cx, set, a.adopt).await;
+    let mut planned = plan::plan(&cx, set, s.adopt).await;
     spinner.finish_and_clear();
     let planned = planned.as_mut().map_err(|e| e.clone())?;
     // Shown in the order the changes are applied: dependency level, then the set's order.
@@ -82,12 +72,12 @@ pub(crate) async fn walk(g: &GlobalArgs, a: &InitArgs, hooks: &Hooks, walk: Walk
     for drift in path.iter().flat_map(|p| &p.drift) {
         output::warn(drift);
     }
-    let blockers = plan::foreign(planned, a.adopt);
+    let blockers = plan::foreign(planned, s.adopt);
     if !blockers.is_empty() {
         return Err(plan::foreign_error(&blockers));
     }
     let agent = format!("eks-addon/{}", resources::pod_identity_agent::AGENT_ADDON);
-    if a.no_pod_identity_agent
+    if s.no_pod_identity_agent
         && planned.iter().any(|p| p.change.resource == agent && p.change.action == Action::Create)
     {
         return Err(Error::invalid(
@@ -102,15 +92,18 @@ pub(crate) async fn walk(g: &GlobalArgs, a: &InitArgs, hooks: &Hooks, walk: Walk
     }
 
     let view = View { command: walk.command(), path: path.as_ref() };
-    if a.dry_run {
+    if s.dry_run {
         let mut report = report(&cx, &changes, true, None, &view);
-        if a.detailed_exitcode && pending > 0 {
+        if s.detailed_exitcode && pending > 0 {
             report.exit_code = 3;
         }
         return Ok(report);
     }
-    if pending > 0 && !g.yes {
-        confirm(&cx, &changes, pending, hooks.interactive, &view).await?;
+    if pending > 0 && !s.common.yes {
+        let prompt =
+            format!("Apply {pending} changes in account {} ({})?", cx.cluster.caller.account, cx.cluster.region);
+        let plan = plan_text(&cx, &changes, true, &view);
+        confirm("changes", pending, hooks.interactive, &plan, Ask::YesNo { prompt }).await?;
     }
     let bar = output::spinner(&format!("applying {pending} changes"));
     // The outcome is printed once, at the end; while applying, the spinner (on a terminal) and
@@ -125,13 +118,13 @@ pub(crate) async fn walk(g: &GlobalArgs, a: &InitArgs, hooks: &Hooks, walk: Walk
     result.map_err(|e| e.resumable(walk.command()))?;
     let mut changes = changes;
     if let Ok(api) = cx.api() {
-        let timeout = a.wait_timeout;
+        let timeout = s.wait_timeout;
         wait_until_ready(&cx, api, Wait { interval: Wait::INSTALL.interval.min(timeout), timeout }).await?;
         // Only now does the new controller run: what it no longer needs can go.
         changes.extend(upgrade::retire(&cx).await.map_err(|e| e.resumable(walk.command()))?);
     }
-    let emitted = match &a.emit {
-        Some(dir) => Some(emit(&cx, dir, &extra)?),
+    let emitted = match &s.emit {
+        Some(dir) => Some(emit(&cx, dir, &s.extra)?),
         None => None,
     };
     Ok(report(&cx, &changes, false, emitted, &view))
@@ -157,38 +150,6 @@ async fn wait_until_ready(cx: &Cx, api: &ClusterApi, wait: Wait) -> Result<()> {
     result
 }
 
-/// Ask before the first write; without a terminal, refuse (a CI job must say `--yes`).
-async fn confirm(cx: &Cx, changes: &[Change], pending: usize, interactive: bool, view: &View<'_>) -> Result<()> {
-    if !interactive {
-        return Err(Error::new(
-            ErrorKind::Refused,
-            format!("{pending} changes need confirmation and there is no terminal to ask"),
-        )
-        .with_hint("review them with --dry-run, then run again with --yes"));
-    }
-    eprint!("{}", plan_text(cx, changes, true, view));
-    let prompt = format!("Apply {pending} changes in account {} ({})?", cx.cluster.caller.account, cx.cluster.region);
-    let answer = output::ask(move || dialoguer::Confirm::new().with_prompt(prompt).default(false).interact()).await?;
-    if answer {
-        Ok(())
-    } else {
-        Err(Error::new(ErrorKind::Refused, "not confirmed; nothing was changed")
-            .with_hint("run again and answer yes, or pass --yes"))
-    }
-}
-
-/// What a planned action reads as once applied.
-fn past(a: Action) -> &'static str {
-    match a {
-        Action::Create => "created",
-        Action::Update => "updated",
-        Action::Adopt => "adopted",
-        Action::Delete => "deleted",
-        Action::None => "unchanged",
-        Action::Skip => "skipped",
-    }
-}
-
 /// The plan (or, after apply, the outcome) as text: one line per resource with the diff of each
 /// document to update under it, then a summary.
 fn plan_text(cx: &Cx, changes: &[Change], dry_run: bool, view: &View<'_>) -> String {
@@ -207,22 +168,7 @@ fn plan_text(cx: &Cx, changes: &[Change], dry_run: bool, view: &View<'_>) -> Str
     for line in view.path.map(UpgradePath::describe).unwrap_or_default() {
         let _ = writeln!(out, "{line}");
     }
-    let width = changes.iter().map(|c| c.resource.len()).max().unwrap_or(0);
-    let verb = |a: Action| if dry_run { a.as_str() } else { past(a) };
-    let verb_width = if dry_run { 6 } else { 9 };
-    for ch in changes {
-        let action = match ch.action {
-            Action::Create => console::style(verb(ch.action)).green(),
-            Action::Update | Action::Adopt => console::style(verb(ch.action)).yellow(),
-            Action::Delete => console::style(verb(ch.action)).red(),
-            Action::None | Action::Skip => console::style(verb(ch.action)).dim(),
-        };
-        let line = format!("  {action:<verb_width$}  {:<width$}  {}", ch.resource, ch.detail, width = width);
-        let _ = writeln!(out, "{}", line.trim_end());
-        if let Some(d) = &ch.diff {
-            out.push_str(&output::diff_text(d, verb_width + 4));
-        }
-    }
+    table(&mut out, changes, if dry_run { Tense::Planned } else { Tense::Done });
     let count = |a: Action| changes.iter().filter(|c| c.action == a).count();
     let (create, update, adopt) = (count(Action::Create), count(Action::Update), count(Action::Adopt));
     let (none, skip, delete) = (count(Action::None), count(Action::Skip), count(Action::Delete));

@@ -7,34 +7,37 @@ use serde_json::json;
 
 use crate::cli::{GlobalArgs, RenderArgs};
 use crate::context::Hooks;
-use crate::desired::{Desired, Partition};
+
 use crate::error::{Error, Result};
 use crate::output::Report;
 use crate::render::{DocKind, Document, Documents};
-use crate::settings::{self, InstallOptions};
-use crate::{aws::Aws, cluster};
+use crate::settings::{Common, RenderSettings, RenderSource};
+
+use super::session::{IfGone, Session};
 
 /// Run `render`.
 pub async fn run(g: &GlobalArgs, a: &RenderArgs, hooks: &Hooks) -> Result<Report> {
-    let cluster_name = settings::require_cluster(g)?;
-    let opts = InstallOptions::from_args(&a.install)?;
-    let target = if let Some(account) = &a.account {
-        let region = settings::offline_region(g)?;
-        let partition = match &a.partition {
-            Some(p) => Partition::parse(p)?,
-            None => Partition::from_region(&region),
-        };
-        opts.target(&cluster_name, account, &region, partition, a.issuer.clone())
-    } else {
-        let aws = Aws::connect(&settings::aws_options(g)?, hooks).await?;
-        let info = cluster::discover(&aws, &cluster_name).await?;
-        let mut t = opts.target_for(&info);
-        if a.issuer.is_some() {
-            t.issuer = a.issuer.clone();
+    document(&RenderSettings::resolve(g, a)?, hooks).await
+}
+
+/// Every document of the set, from offline facts or the discovered cluster.
+pub async fn document(a: &RenderSettings, hooks: &Hooks) -> Result<Report> {
+    let opts = &a.install;
+    let target = match &a.source {
+        RenderSource::Offline { account, region, partition } => {
+            opts.target(&a.cluster, account, region, *partition, a.issuer.clone())
         }
-        t
+        RenderSource::Cluster(aws) => {
+            let common = Common { cluster: a.cluster.clone(), aws: aws.clone(), yes: false };
+            let session = Session::open(&common, hooks, IfGone::Fail).await?;
+            let mut t = opts.target_for(&session.cluster);
+            if a.issuer.is_some() {
+                t.issuer = a.issuer.clone();
+            }
+            t
+        }
     };
-    let desired = Desired::new(target)?;
+    let desired = super::session::desired(target)?;
     let docs = Documents::render(&desired)?.list(&desired)?;
     let mut text = String::new();
     let mut files = Vec::new();
@@ -51,9 +54,6 @@ pub async fn run(g: &GlobalArgs, a: &RenderArgs, hooks: &Hooks) -> Result<Report
             let _ = writeln!(text, "# {} ({})", d.resource, kind_name(d.kind));
             let _ = writeln!(text, "{}\n", d.text.trim_end());
         }
-    }
-    for (full, short) in desired.names.shortened() {
-        crate::output::warn(&format!("name {full} is too long; using {short}"));
     }
     let mut report = Report::raw("render", text);
     report.raw = false;

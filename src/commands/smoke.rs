@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use crate::checks::{Check, Status};
 use crate::error::{Error, ErrorKind, Result};
-use crate::kube::client::conditions;
+use crate::kube::conditions;
 use crate::kube::Kube;
 use crate::output;
 

@@ -9,54 +9,45 @@ use std::time::Duration;
 use aws_sdk_ec2::types::Filter;
 use serde_json::json;
 
-use crate::aws::Aws;
 use crate::cli::{GlobalArgs, TeardownArgs};
-use crate::cluster::{self, ClusterInfo};
 use crate::context::Hooks;
-use crate::desired::{Desired, DISCOVERY_MARKER_TAG, DISCOVERY_TAG};
+use crate::desired::{DISCOVERY_MARKER_TAG, DISCOVERY_TAG};
 use crate::error::{Error, ErrorKind, Result};
 use crate::helm::ExtraValues;
 use crate::kube::{karpenter, Wait};
 use crate::output::{self, Report};
 use crate::plan::{self, Action, Change, Planned};
-use crate::render::Documents;
 use crate::resources::manifest::Manifest;
 use crate::resources::{
     self, discovery_tags::DiscoveryTags, helm_release, oidc_provider, orphans, ClusterApi, ClusterSide, Cx, Observed,
     Resource,
 };
-use crate::settings::{self, InstallOptions};
+use crate::settings::TeardownSettings;
+
+use super::plan_view::{confirm, table, Ask, Tense};
+use super::session::{IfGone, Session};
 
 /// Run `teardown`.
 pub async fn run(g: &GlobalArgs, a: &TeardownArgs, hooks: &Hooks) -> Result<Report> {
-    let cluster_name = settings::require_cluster(g)?;
-    let mut opts = InstallOptions::from_args(&a.install)?;
-    // Teardown removes whatever karpctl made, whichever options init had.
-    opts.interruption = true;
-    let aws = Aws::connect(&settings::aws_options(g)?, hooks).await?;
-    let info = match cluster::discover(&aws, &cluster_name).await {
-        Ok(info) => info,
-        Err(e) if e.kind == ErrorKind::NotFound => {
-            output::warn(&format!(
-                "cluster {cluster_name} not found in {}: removing karpctl's AWS resources and Karpenter's leftovers only",
-                aws.region()
-            ));
-            ClusterInfo::gone(&cluster_name, &aws.region(), cluster::caller(&aws).await?)
-        }
-        Err(e) => return Err(e),
-    };
+    remove(&TeardownSettings::resolve(g, a)?, hooks).await
+}
+
+/// Remove what karpctl made for the cluster, and Karpenter's leftovers.
+pub async fn remove(a: &TeardownSettings, hooks: &Hooks) -> Result<Report> {
+    let opts = &a.install;
+    let session = Session::open(&a.common, hooks, IfGone::AwsOnly).await?;
+    let info = &session.cluster;
     if let Some(w) = info.exists().then(|| info.require_usable()).transpose()?.flatten() {
         output::warn(&w);
     }
-    let mut target = opts.target_for(&info);
+    let mut target = opts.target_for(info);
     // The auth mode decides nothing here (both identities are looked for); pod-identity needs no issuer.
     target.auth = crate::desired::AuthMode::PodIdentity;
-    let desired = Desired::new(target)?;
-    let docs = Documents::render(&desired)?;
+    let desired = super::session::desired(target)?;
     let cluster_side = if !info.exists() {
         ClusterSide::Off("the cluster is gone".into())
     } else {
-        match super::connect_cluster(&a.cluster, &info, &aws, ExtraValues::default(), false, &[]).await {
+        match session.connect(&a.access, ExtraValues::default(), false, &[]).await {
             Ok(side) => side,
             Err(e) => {
                 output::warn(&format!(
@@ -66,7 +57,7 @@ pub async fn run(g: &GlobalArgs, a: &TeardownArgs, hooks: &Hooks) -> Result<Repo
             }
         }
     };
-    let cx = Cx { aws, desired, docs, cluster: info, cluster_side };
+    let cx = session.cx(desired, cluster_side)?;
 
     let spinner = output::spinner("looking for what karpctl and Karpenter made");
     let mut set = resources::desired_set(&cx.desired, &cx.cluster, opts.subnets.as_deref());
@@ -125,8 +116,11 @@ pub async fn run(g: &GlobalArgs, a: &TeardownArgs, hooks: &Hooks) -> Result<Repo
     if a.dry_run || pending == 0 {
         return Ok(report(&cx, &changes, a.dry_run, &notes));
     }
-    if !g.yes {
-        confirm(&cx, &changes, pending, hooks.interactive).await?;
+    if !a.common.yes {
+        let name = cx.cluster.name.clone();
+        let prompt = format!("Type the cluster name ({name}) to delete these {pending} resources");
+        let plan = text(&cx, &changes, true, &[]);
+        confirm("deletions", pending, hooks.interactive, &plan, Ask::Type { expected: name, prompt }).await?;
     }
     let bar = output::spinner(&format!("removing {pending} resources"));
     let on_done = |c: &Change| output::progress(&bar, &format!("deleted {}", c.resource));
@@ -193,7 +187,7 @@ pub async fn run(g: &GlobalArgs, a: &TeardownArgs, hooks: &Hooks) -> Result<Repo
 /// Before anything is planned: refuse NodePools karpctl did not make (unless
 /// `--all-nodepools`, which adds them to the set), add the EC2NodeClasses the CRDs' removal
 /// would take with them, and tell whether the controller runs.
-async fn survey(api: &ClusterApi, cx: &Cx, a: &TeardownArgs, set: &mut Vec<Box<dyn Resource>>) -> Result<bool> {
+async fn survey(api: &ClusterApi, cx: &Cx, a: &TeardownSettings, set: &mut Vec<Box<dyn Resource>>) -> Result<bool> {
     let foreign = karpenter::foreign_pools(&api.kube).await?;
     if !foreign.is_empty() && !a.all_nodepools {
         let list: Vec<String> = foreign.iter().map(ToString::to_string).collect();
@@ -301,39 +295,10 @@ async fn tagged_by_karpctl(cx: &Cx) -> Result<Vec<String>> {
     Ok(ids)
 }
 
-/// Ask before deleting: on a terminal the user types the cluster name; without one, `--yes`.
-async fn confirm(cx: &Cx, changes: &[Change], pending: usize, interactive: bool) -> Result<()> {
-    if !interactive {
-        return Err(Error::new(
-            ErrorKind::Refused,
-            format!("{pending} deletions need confirmation and there is no terminal to ask"),
-        )
-        .with_hint("review them with --dry-run, then run again with --yes"));
-    }
-    eprint!("{}", text(cx, changes, true, &[]));
-    let name = cx.cluster.name.clone();
-    let prompt = format!("Type the cluster name ({name}) to delete these {pending} resources");
-    let typed = output::ask(move || dialoguer::Input::<String>::new().with_prompt(prompt).interact_text()).await?;
-    if typed.trim() == cx.cluster.name {
-        Ok(())
-    } else {
-        Err(Error::new(ErrorKind::Refused, "the name did not match; nothing was deleted")
-            .with_hint("type the cluster name exactly, or pass --yes"))
-    }
-}
-
 fn text(cx: &Cx, changes: &[Change], dry_run: bool, notes: &[String]) -> String {
     let mut out =
         format!("Teardown of {} ({}, account {})\n", cx.cluster.name, cx.cluster.region, cx.cluster.caller.account);
-    let width = changes.iter().map(|c| c.resource.len()).max().unwrap_or(0);
-    for ch in changes {
-        let action = match ch.action {
-            Action::Delete => console::style(ch.action.as_str()).red(),
-            _ => console::style(ch.action.as_str()).dim(),
-        };
-        let line = format!("  {:<6}  {:<width$}  {}", action, ch.resource, ch.detail, width = width);
-        let _ = writeln!(out, "{}", line.trim_end());
-    }
+    table(&mut out, changes, Tense::Planned);
     let count = |a: Action| changes.iter().filter(|c| c.action == a).count();
     let (delete, skip) = (count(Action::Delete), count(Action::Skip));
     let _ = if delete == 0 {

@@ -39,7 +39,7 @@ pub async fn run(g: &GlobalArgs, a: &UpgradeArgs, hooks: &Hooks) -> Result<Repor
     if a.to.is_some() {
         init.install.karpenter_version = a.to.clone();
     }
-    super::init::walk(g, &init, hooks, Walk::Upgrade).await
+    super::init::walk(&crate::settings::InitSettings::resolve(g, &init)?, hooks, Walk::Upgrade).await
 }
 
 /// The chart versions the two releases run (None: not installed).

@@ -3,9 +3,10 @@
 use serde_json::{json, Map, Value};
 
 use super::common::{
-    as_array, as_object, as_str, convert_metadata, duration, join, join_key, rename_annotations, restricted_label,
-    scalar_string, seconds, string_map, to_object, type_name, Ctx,
+    as_array, as_object, as_str, convert_metadata, duration, join, rename_annotations, scalar_string, seconds,
+    string_map, to_object, type_name, Ctx,
 };
+use super::nodepool_fields::*;
 use super::ConvertError;
 
 /// Where a NodePool's nodeClassRef points, which decides where its kubelet settings go.
@@ -32,7 +33,7 @@ pub(crate) struct NodePoolOut {
     pub(crate) kubelet_field: String,
 }
 
-const KUBELET_FIELDS: &[&str] = &[
+pub(super) const KUBELET_FIELDS: &[&str] = &[
     "clusterDNS",
     "maxPods",
     "podsPerCore",
@@ -47,9 +48,9 @@ const KUBELET_FIELDS: &[&str] = &[
     "cpuCFSQuota",
 ];
 
-const OPERATORS: &[&str] = &["In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt", "Gte", "Lte"];
+pub(super) const OPERATORS: &[&str] = &["In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt", "Gte", "Lte"];
 
-const INSTANCE_SHAPE_KEYS: &[&str] = &[
+pub(super) const INSTANCE_SHAPE_KEYS: &[&str] = &[
     "node.kubernetes.io/instance-type",
     "karpenter.k8s.aws/instance-family",
     "karpenter.k8s.aws/instance-category",
@@ -67,7 +68,7 @@ pub(crate) fn warn_top_level(doc: &Value, ctx: &mut Ctx) {
     }
 }
 
-fn spec_of<'a>(doc: &'a Value, ctx: &Ctx) -> Result<Option<&'a Map<String, Value>>, ConvertError> {
+pub(super) fn spec_of<'a>(doc: &'a Value, ctx: &Ctx) -> Result<Option<&'a Map<String, Value>>, ConvertError> {
     match doc.get("spec") {
         None | Some(Value::Null) => Ok(None),
         Some(spec) => as_object(spec, "spec", ctx).map(Some),
@@ -195,7 +196,7 @@ pub(crate) fn from_provisioner(doc: &Value, ctx: &mut Ctx) -> Result<NodePoolOut
     })
 }
 
-fn provider_ref_name(value: &Value, ctx: &mut Ctx) -> Result<String, ConvertError> {
+pub(super) fn provider_ref_name(value: &Value, ctx: &mut Ctx) -> Result<String, ConvertError> {
     let obj = as_object(value, "spec.providerRef", ctx)?;
     if let Some(kind) = obj.get("kind").and_then(Value::as_str) {
         if kind != "AWSNodeTemplate" {
@@ -224,7 +225,7 @@ fn provider_ref_name(value: &Value, ctx: &mut Ctx) -> Result<String, ConvertErro
 /// Old emptiness TTL and consolidation become one v1 policy. With neither set, v1alpha5
 /// never removed nodes for being empty or underused; v1 would consolidate by default, so
 /// that is spelled out as `consolidateAfter: Never`.
-fn provisioner_disruption(spec: &Map<String, Value>, ctx: &mut Ctx) -> Result<Value, ConvertError> {
+pub(super) fn provisioner_disruption(spec: &Map<String, Value>, ctx: &mut Ctx) -> Result<Value, ConvertError> {
     let ttl_empty = match spec.get("ttlSecondsAfterEmpty").filter(|v| !v.is_null()) {
         Some(v) => Some(seconds(v, "spec.ttlSecondsAfterEmpty", ctx)?),
         None => None,
@@ -421,7 +422,7 @@ pub(crate) fn from_v1beta1(doc: &Value, ctx: &mut Ctx) -> Result<NodePoolOut, Co
     })
 }
 
-fn v1beta1_node_class_ref(value: &Value, ctx: &mut Ctx) -> Result<(ClassRef, Value), ConvertError> {
+pub(super) fn v1beta1_node_class_ref(value: &Value, ctx: &mut Ctx) -> Result<(ClassRef, Value), ConvertError> {
     let field = "spec.template.spec.nodeClassRef";
     let obj = as_object(value, field, ctx)?;
     let name = match obj.get("name") {
@@ -449,7 +450,7 @@ fn v1beta1_node_class_ref(value: &Value, ctx: &mut Ctx) -> Result<(ClassRef, Val
 
 /// Builds the NodePool in a fixed key order, so output is stable and reads like the
 /// Karpenter docs: apiVersion, kind, metadata, spec{template, disruption, limits, weight}.
-fn assemble(
+pub(super) fn assemble(
     metadata: Map<String, Value>,
     labels: Vec<(String, String)>,
     annotations: Vec<(String, String)>,
@@ -496,175 +497,6 @@ fn assemble(
         "metadata": Value::Object(metadata),
         "spec": Value::Object(spec),
     })
-}
-
-/// Node labels for the template: the old NodePool label and other keys v1 reserves are
-/// dropped with a warning, since the API server would refuse the whole NodePool.
-fn template_labels(value: &Value, field: &str, ctx: &mut Ctx) -> Result<Vec<(String, String)>, ConvertError> {
-    let mut out = Vec::new();
-    for (key, v) in string_map(value, field, ctx)? {
-        if let Some(reason) = restricted_label(&key) {
-            ctx.warn(&join_key(field, &key), format!("{reason}; dropped"));
-            continue;
-        }
-        out.push((key, v));
-    }
-    Ok(out)
-}
-
-fn convert_requirements(value: &Value, field: &str, ctx: &mut Ctx) -> Result<Vec<Value>, ConvertError> {
-    let items = as_array(value, field, ctx)?;
-    let mut out = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        let item_field = format!("{field}[{i}]");
-        let obj = as_object(item, &item_field, ctx)?;
-        let key = match obj.get("key") {
-            Some(k) => as_str(k, &join(&item_field, "key"), ctx)?.to_string(),
-            None => return Err(ctx.invalid(&join(&item_field, "key"), "missing")),
-        };
-        let operator = match obj.get("operator") {
-            Some(op) => as_str(op, &join(&item_field, "operator"), ctx)?.to_string(),
-            None => return Err(ctx.invalid(&join(&item_field, "operator"), "missing")),
-        };
-        if !OPERATORS.contains(&operator.as_str()) {
-            return Err(ctx.invalid(
-                &join(&item_field, "operator"),
-                format!("{operator:?} is not one of {}", OPERATORS.join(", ")),
-            ));
-        }
-        if let Some(reason) = restricted_label(&key) {
-            ctx.warn(&format!("{item_field} ({key})"), format!("{reason}; requirement dropped"));
-            continue;
-        }
-        let mut req = Map::new();
-        req.insert("key".into(), Value::String(key));
-        req.insert("operator".into(), Value::String(operator));
-        for (k, v) in obj {
-            let f = join(&item_field, k);
-            match k.as_str() {
-                "key" | "operator" => {}
-                "values" if !v.is_null() => {
-                    let values = as_array(v, &f, ctx)?
-                        .iter()
-                        .enumerate()
-                        .map(|(j, x)| scalar_string(x, &format!("{f}[{j}]"), ctx).map(Value::String))
-                        .collect::<Result<Vec<_>, _>>()?;
-                    req.insert("values".into(), Value::Array(values));
-                }
-                "minValues" if !v.is_null() => {
-                    req.insert("minValues".into(), v.clone());
-                }
-                "values" | "minValues" => {}
-                _ => ctx.warn(&f, "no v1 equivalent; not converted"),
-            }
-        }
-        out.push(Value::Object(req));
-    }
-    Ok(out)
-}
-
-/// The v1alpha5 webhook added these when a Provisioner did not constrain the key (in
-/// requirements or labels); v1 adds nothing, so without them a converted NodePool would
-/// suddenly launch arm64, Windows, spot or exotic instance types.
-fn add_old_default_requirements(requirements: &mut Vec<Value>, labels: &[(String, String)]) {
-    let constrained = |reqs: &Vec<Value>, key: &str| {
-        reqs.iter().any(|r| r.get("key").and_then(Value::as_str) == Some(key)) || labels.iter().any(|(k, _)| k == key)
-    };
-    let shape_constrained = INSTANCE_SHAPE_KEYS.iter().any(|k| constrained(requirements, k));
-    let defaults =
-        [("kubernetes.io/os", "linux"), ("kubernetes.io/arch", "amd64"), ("karpenter.sh/capacity-type", "on-demand")];
-    for (key, value) in defaults {
-        if !constrained(requirements, key) {
-            requirements.push(json!({"key": key, "operator": "In", "values": [value]}));
-        }
-    }
-    if !shape_constrained {
-        requirements
-            .push(json!({"key": "karpenter.k8s.aws/instance-category", "operator": "In", "values": ["c", "m", "r"]}));
-        requirements.push(json!({"key": "karpenter.k8s.aws/instance-generation", "operator": "Gt", "values": ["2"]}));
-    }
-}
-
-fn convert_taints(value: &Value, field: &str, ctx: &mut Ctx) -> Result<Vec<Value>, ConvertError> {
-    let items = as_array(value, field, ctx)?;
-    let mut out = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        let item_field = format!("{field}[{i}]");
-        let obj = as_object(item, &item_field, ctx)?;
-        let mut taint = Map::new();
-        match obj.get("key") {
-            Some(k) => {
-                taint.insert("key".into(), Value::String(as_str(k, &join(&item_field, "key"), ctx)?.into()));
-            }
-            None => return Err(ctx.invalid(&join(&item_field, "key"), "missing")),
-        }
-        if let Some(v) = obj.get("value").filter(|v| !v.is_null()) {
-            taint.insert("value".into(), Value::String(scalar_string(v, &join(&item_field, "value"), ctx)?));
-        }
-        match obj.get("effect") {
-            Some(e) => {
-                taint.insert("effect".into(), Value::String(as_str(e, &join(&item_field, "effect"), ctx)?.into()));
-            }
-            None => return Err(ctx.invalid(&join(&item_field, "effect"), "missing")),
-        }
-        if let Some(t) = obj.get("timeAdded").filter(|v| !v.is_null()) {
-            taint.insert("timeAdded".into(), t.clone());
-        }
-        for k in obj.keys() {
-            if !matches!(k.as_str(), "key" | "value" | "effect" | "timeAdded") {
-                ctx.warn(&join(&item_field, k), "no v1 equivalent; not converted");
-            }
-        }
-        out.push(Value::Object(taint));
-    }
-    Ok(out)
-}
-
-/// The kubelet settings v1 still supports; `containerRuntime` and unknown keys are
-/// reported. Returns `None` when nothing is left.
-fn convert_kubelet(value: &Value, field: &str, ctx: &mut Ctx) -> Result<Option<Value>, ConvertError> {
-    let obj = as_object(value, field, ctx)?;
-    let mut out = Map::new();
-    for (key, v) in obj {
-        let f = join(field, key);
-        if KUBELET_FIELDS.contains(&key.as_str()) {
-            if !v.is_null() {
-                out.insert(key.clone(), v.clone());
-            }
-        } else if key == "containerRuntime" {
-            ctx.warn(&f, "no v1 equivalent (Karpenter v1 nodes always run containerd); not converted");
-        } else {
-            ctx.warn(&f, "no v1 equivalent; not converted");
-        }
-    }
-    Ok(if out.is_empty() { None } else { Some(Value::Object(out)) })
-}
-
-fn convert_limits(value: &Value, field: &str, ctx: &mut Ctx) -> Result<Value, ConvertError> {
-    let obj = as_object(value, field, ctx)?;
-    let mut out = Map::new();
-    for (key, v) in obj {
-        let converted = match v {
-            Value::String(_) => v.clone(),
-            Value::Number(n) if n.is_u64() || n.is_i64() => v.clone(),
-            // A quantity like 1.5 is valid, but only as a string in v1's schema.
-            Value::Number(n) => Value::String(n.to_string()),
-            other => {
-                return Err(
-                    ctx.invalid(&join_key(field, key), format!("expected a quantity, found {}", type_name(other)))
-                )
-            }
-        };
-        out.insert(key.clone(), converted);
-    }
-    Ok(Value::Object(out))
-}
-
-fn convert_weight(value: &Value, field: &str, ctx: &Ctx) -> Result<Value, ConvertError> {
-    match value.as_u64() {
-        Some(w) if (1..=100).contains(&w) => Ok(Value::from(w)),
-        _ => Err(ctx.invalid(field, format!("expected a whole number from 1 to 100, found {value}"))),
-    }
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use ::kube::api::{Api, DynamicObject, PostParams};
 use serde_json::{json, Value};
 use serde_yaml_ng::Value as Yaml;
 
-use super::client::{api_resource, kube_error, Kube};
+use super::{api_resource, kube_error, Kube};
 use crate::error::{Error, ErrorKind, Result};
 
 /// Where the ConfigMap lives.

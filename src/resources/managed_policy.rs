@@ -8,7 +8,6 @@ use super::{iam_owned, iam_tags, parse_policy, policy_eq, Cx, Drift, Observed, P
 use crate::desired::Desired;
 use crate::diff::{self, Compare};
 use crate::error::{Error, ErrorKind, Result, ResultExt};
-use crate::retry::{classify, patiently};
 
 /// IAM keeps at most five versions of a managed policy.
 const MAX_VERSIONS: usize = 5;
@@ -200,19 +199,7 @@ impl ManagedPolicy {
         let mut calls: Vec<futures::future::BoxFuture<'_, Result<()>>> = Vec::new();
         for page in &pages {
             for role in page.policy_roles().iter().filter_map(|r| r.role_name()) {
-                calls.push(Box::pin(async move {
-                    // Other writes to the role (its own deletion walk) can answer
-                    // ConcurrentModification: waited out, not failed.
-                    let busy = format!("role {role}");
-                    ignore_gone(
-                        patiently(&busy, classify, || async {
-                            iam.detach_role_policy().role_name(role).policy_arn(arn).send().await.map_err(|e| {
-                                Error::aws(format!("failed to detach {name} from {role}"), "iam:DetachRolePolicy", e)
-                            })
-                        })
-                        .await,
-                    )
-                }));
+                calls.push(Box::pin(super::role::detach_role_policy(cx, role, arn, name)));
             }
             for user in page.policy_users().iter().filter_map(|u| u.user_name()) {
                 calls.push(Box::pin(async move {

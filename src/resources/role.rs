@@ -253,19 +253,7 @@ impl Role {
 
     /// Detach managed policies, concurrently (IAM refuses to delete a role that has any).
     async fn detach(&self, cx: &Cx, arns: &[String]) -> Result<(), Error> {
-        let name = &self.name;
-        let busy = format!("role {name}");
-        let busy = &busy;
-        // Concurrent writes to one role can answer ConcurrentModification: waited out.
-        let calls = arns.iter().map(|arn| async move {
-            ignore_gone(
-                patiently(busy, classify, || async {
-                    let r = cx.aws.iam.detach_role_policy().role_name(name).policy_arn(arn).send().await;
-                    r.map_err(|e| Error::aws(format!("failed to detach {arn} from {name}"), "iam:DetachRolePolicy", e))
-                })
-                .await,
-            )
-        });
+        let calls = arns.iter().map(|arn| detach_role_policy(cx, &self.name, arn, arn));
         futures::future::try_join_all(calls).await.map(|_| ())
     }
 
@@ -288,6 +276,21 @@ async fn list_inline(cx: &Cx, name: &str) -> Result<Vec<String>, Error> {
     Ok(r.map_err(|e| Error::aws(format!("failed to list inline policies of {name}"), "iam:ListRolePolicies", e))
         .found()?
         .unwrap_or_default())
+}
+
+/// Detach the managed policy `arn` (`what` in messages) from `role`: the one way both a role's
+/// teardown and a policy's emptying do it. Other writes to the role (its own deletion walk)
+/// can answer ConcurrentModification: waited out, not failed; a role or attachment already
+/// gone has nothing left to detach.
+pub(crate) async fn detach_role_policy(cx: &Cx, role: &str, arn: &str, what: &str) -> Result<(), Error> {
+    let busy = format!("role {role}");
+    ignore_gone(
+        patiently(&busy, classify, || async {
+            let r = cx.aws.iam.detach_role_policy().role_name(role).policy_arn(arn).send().await;
+            r.map_err(|e| Error::aws(format!("failed to detach {what} from {role}"), "iam:DetachRolePolicy", e))
+        })
+        .await,
+    )
 }
 
 /// A policy ARN's name, for messages.

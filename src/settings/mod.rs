@@ -1,6 +1,12 @@
 //! Raw flags and environment resolved into checked settings once, before the first AWS call:
 //! bad input fails here with a hint and nothing has been read or written yet.
 
+mod commands;
+
+pub use commands::{
+    ClusterAccess, Common, DoctorSettings, InitSettings, RenderSettings, RenderSource, SmokeSettings, TeardownSettings,
+};
+
 use crate::aws::AwsOptions;
 use crate::cli::{GlobalArgs, InstallArgs};
 use crate::cluster::ClusterInfo;
