@@ -3,6 +3,7 @@
 pub mod convert;
 pub mod doctor;
 pub mod init;
+pub mod migrate;
 pub mod render;
 pub mod smoke;
 pub mod teardown;
