@@ -68,43 +68,56 @@ fn evictable_or_terminating(p: &Value) -> bool {
     evictable(p) || terminating
 }
 
-/// Evict one pod, waiting out 429s (a PodDisruptionBudget allowing no disruption now).
+/// The error when a budget kept a pod from being evicted for the whole wait.
+fn blocked(w: &Workloads, pod: &Value, node: &str, wait: Wait, cause: &str) -> Error {
+    let ns = str_at(pod, "/metadata/namespace");
+    let name = str_at(pod, "/metadata/name");
+    let budgets: Vec<String> = w
+        .pdbs_of(pod)
+        .map(|b| format!("{}/{}", str_at(b, "/metadata/namespace"), str_at(b, "/metadata/name")))
+        .collect();
+    let blocking = if budgets.is_empty() {
+        "a PodDisruptionBudget".to_string()
+    } else {
+        format!("PodDisruptionBudget {}", budgets.join(", "))
+    };
+    Error::new(
+        ErrorKind::Timeout,
+        format!(
+            "failed to drain node {node}: {blocking} allowed no eviction of pod {ns}/{name} for {:?}",
+            wait.timeout
+        ),
+    )
+    .with_cause(cause.to_string())
+    .with_hint(
+        "add replicas (or relax the budget) so one pod may go, then run karpctl migrate again; \
+         --drain-timeout waits longer; --rollback undoes the migration",
+    )
+}
+
+/// Evict one pod, waiting out 429s (a PodDisruptionBudget allowing no disruption now) until
+/// the drain timeout. kube-rs's client itself retries a 429 (up to 15 times, backing off to
+/// minutes: the apiserver sends no Retry-After with an eviction's 429), so each call is bounded
+/// by what is left of the wait, or one blocked pod would hold the drain far past it.
 async fn evict(kube: &Kube, w: &Workloads, pod: &Value, node: &str, wait: Wait) -> Result<()> {
     let ns = str_at(pod, "/metadata/namespace");
     let name = str_at(pod, "/metadata/name");
     let api: Api<Pod> = Api::namespaced(kube.client().await?, ns);
     let start = Instant::now();
+    let still_429 = "the API server kept answering 429 TooManyRequests";
     loop {
-        match api.evict(name, &EvictParams::default()).await {
-            Ok(_) => return Ok(()),
-            Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
-            Err(kube::Error::Api(s)) if s.code == 429 => {
+        let left = wait.timeout.saturating_sub(start.elapsed());
+        match tokio::time::timeout(left, api.evict(name, &EvictParams::default())).await {
+            Err(_) => return Err(blocked(w, pod, node, wait, still_429)),
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(kube::Error::Api(s))) if s.code == 404 => return Ok(()),
+            Ok(Err(kube::Error::Api(s))) if s.code == 429 => {
                 if start.elapsed() >= wait.timeout {
-                    let budgets: Vec<String> = w
-                        .pdbs_of(pod)
-                        .map(|b| format!("{}/{}", str_at(b, "/metadata/namespace"), str_at(b, "/metadata/name")))
-                        .collect();
-                    let blocking = if budgets.is_empty() {
-                        "a PodDisruptionBudget".to_string()
-                    } else {
-                        format!("PodDisruptionBudget {}", budgets.join(", "))
-                    };
-                    return Err(Error::new(
-                        ErrorKind::Timeout,
-                        format!(
-                            "failed to drain node {node}: {blocking} allowed no eviction of pod {ns}/{name} for {:?}",
-                            wait.timeout
-                        ),
-                    )
-                    .with_cause(s.message.clone())
-                    .with_hint(
-                        "add replicas (or relax the budget) so one pod may go, then run karpctl migrate again; \
-                         --drain-timeout waits longer; --rollback undoes the migration",
-                    ));
+                    return Err(blocked(w, pod, node, wait, &s.message));
                 }
-                tokio::time::sleep(wait.interval).await;
+                tokio::time::sleep(wait.interval.min(wait.timeout.saturating_sub(start.elapsed()))).await;
             }
-            Err(e) => {
+            Ok(Err(e)) => {
                 return Err(crate::kube::client::kube_error(
                     format!("failed to evict pod {ns}/{name}"),
                     &kube.server(),

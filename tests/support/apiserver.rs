@@ -55,7 +55,12 @@
 //!   pod tolerates and labels match gets a new Node `karpenter-POOL-N` (its template's labels and
 //!   taints, `karpenter.sh/nodepool=POOL`) and the pod lands there; else the pod stays Pending
 //!   (`PodScheduled=False`, reason Unschedulable). No resource accounting.
+//! - While the simulated Karpenter runs, a Node labelled `karpenter.sh/nodepool=POOL` whose
+//!   NodePool is gone is drained (its owned pods rescheduled as above, the others deleted) and
+//!   removed, as Karpenter does with the nodes of a deleted NodePool.
 //! - Cordon is a JSON merge patch of `spec.unschedulable` on the Node, as `kubectl cordon` sends.
+//!   A merge patch that empties `metadata.annotations` or `metadata.labels` leaves no such field
+//!   (kube-apiserver serves ObjectMeta's maps with Go's `omitempty`).
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap};
@@ -115,6 +120,9 @@ struct State {
     /// When each deleting object's deletion began.
     deleting_since: HashMap<String, Instant>,
     controller_delay: Duration,
+    /// Evictions so far, and what to run at the Nth (a test's SIGKILL).
+    evictions: usize,
+    on_eviction: Option<(usize, Box<dyn FnMut() + Send>)>,
 }
 
 /// The running stand-in; stops when dropped.
@@ -216,6 +224,11 @@ impl ApiServer {
     /// instance termination) before it removes the finalizer.
     pub fn controller_delay(&self, delay: Duration) {
         self.state.lock().unwrap().controller_delay = delay;
+    }
+
+    /// Run `f` when the `n`th eviction has been granted (before its answer is sent).
+    pub fn on_eviction(&self, n: usize, f: impl FnMut() + Send + 'static) {
+        self.state.lock().unwrap().on_eviction = Some((n, Box::new(f)));
     }
 
     /// Every stored object whose path starts with `prefix`.
@@ -569,6 +582,14 @@ fn handle(st: &mut State, req: &Request) -> (u16, Value) {
             };
             let mut obj = current.clone();
             merge_patch(&mut obj, &req.json());
+            // Go's omitempty: a map emptied by the patch is not served back.
+            for field in ["annotations", "labels"] {
+                if obj["metadata"].get(field).is_some_and(|m| m.as_object().is_some_and(|m| m.is_empty())) {
+                    if let Some(m) = obj["metadata"].as_object_mut() {
+                        m.remove(field);
+                    }
+                }
+            }
             if let Some(refused) = new_finalizer_on_deleting(&current, &obj) {
                 return refused;
             }
@@ -796,7 +817,12 @@ fn reconcile(st: &mut State) {
                 !refs.is_empty()
                     && refs.iter().all(|r| {
                         let s = |f: &str| r.get(f).and_then(Value::as_str).unwrap_or("");
+                        // A namespaced dependent's owner is in its own namespace (or cluster-scoped).
+                        let ns = o.pointer("/metadata/namespace").and_then(Value::as_str);
                         !st.objects.contains_key(&path_of(s("apiVersion"), s("kind"), None, s("name")))
+                            && !ns.is_some_and(|ns| {
+                                st.objects.contains_key(&path_of(s("apiVersion"), s("kind"), Some(ns), s("name")))
+                            })
                     })
             })
         })
@@ -830,6 +856,7 @@ fn reconcile(st: &mut State) {
     if !controller_runs(st) {
         return;
     }
+    drain_orphaned_karpenter_nodes(st);
     let delay = st.controller_delay;
     let due = |st: &State, k: &str| st.deleting_since.get(k).is_some_and(|t| t.elapsed() >= delay);
     for k in keys_of(st, "karpenter.k8s.aws", "ec2nodeclasses") {
@@ -961,6 +988,12 @@ fn evict(st: &mut State, req: &Request) -> (u16, Value) {
     }
     mark_deleting(st, &key);
     reschedule(st, &pod);
+    st.evictions += 1;
+    if let Some((n, f)) = st.on_eviction.as_mut() {
+        if *n == st.evictions {
+            f();
+        }
+    }
     (201, json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}))
 }
 
@@ -1053,4 +1086,30 @@ fn reschedule(st: &mut State, evicted: &Value) {
         }
     }
     st.objects.insert(path_of("v1", "Pod", Some(&ns), &name), pod);
+}
+
+/// Karpenter's part when a NodePool is deleted: its nodes are drained and terminated.
+fn drain_orphaned_karpenter_nodes(st: &mut State) {
+    let orphans: Vec<(String, String)> = keys_of(st, "", "nodes")
+        .into_iter()
+        .filter_map(|k| {
+            let node = st.objects.get(&k)?;
+            let pool = node.pointer("/metadata/labels/karpenter.sh~1nodepool").and_then(Value::as_str)?;
+            let gone = !st.objects.contains_key(&path_of("karpenter.sh/v1", "NodePool", None, pool));
+            let name = node.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
+            gone.then_some((k, name))
+        })
+        .collect();
+    for (key, name) in orphans {
+        st.objects.remove(&key);
+        let pods: Vec<(String, Value)> = keys_of(st, "", "pods")
+            .into_iter()
+            .filter_map(|k| st.objects.get(&k).cloned().map(|p| (k, p)))
+            .filter(|(_, p)| p.pointer("/spec/nodeName").and_then(Value::as_str) == Some(name.as_str()))
+            .collect();
+        for (k, pod) in pods {
+            st.objects.remove(&k);
+            reschedule(st, &pod);
+        }
+    }
 }
