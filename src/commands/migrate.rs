@@ -150,7 +150,8 @@ fn step_lines(out: &mut String, steps: &[Step], dry_run: bool) {
             (false, true) => console::style("todo").yellow(),
             (false, false) => console::style("left").red(),
         };
-        let _ = writeln!(out, "  {mark}  {:<7} {:<width$}  {}", s.step, s.target, s.detail);
+        let line = format!("  {mark}  {:<7} {:<width$}  {}", s.step, s.target, s.detail);
+        let _ = writeln!(out, "{}", line.trim_end());
     }
 }
 
