@@ -179,6 +179,23 @@ fn placement(env: &Env) -> BTreeMap<String, Vec<String>> {
     out
 }
 
+/// doctor's migration checks (`migrate.*`): id -> (status, message and hint).
+async fn migration_checks(env: &Env) -> BTreeMap<String, (String, String)> {
+    let mut a: Vec<String> = ["doctor", "-c", "mig"].iter().map(|s| s.to_string()).collect();
+    a.extend(env.cluster.args());
+    let report = env.run(&a.iter().map(String::as_str).collect::<Vec<_>>()).await.expect("doctor runs");
+    report.to_json()["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["id"].as_str().unwrap().starts_with("migrate."))
+        .map(|c| {
+            let text = format!("{} / {}", c["message"].as_str().unwrap(), c["hint"].as_str().unwrap_or(""));
+            (c["id"].as_str().unwrap().to_string(), (c["status"].as_str().unwrap().to_string(), text))
+        })
+        .collect()
+}
+
 fn step_done(report: &karpctl::Report) -> Vec<(String, bool)> {
     report.to_json()["steps"]
         .as_array()
@@ -288,6 +305,34 @@ async fn dry_run_plans_then_a_blocking_pdb_stops_the_drain_and_apply_converges_a
         terms[0]["matchExpressions"][1],
         json!({"key": "eks.amazonaws.com/nodegroup", "operator": "In", "values": ["system"]})
     );
+
+    // doctor after the migration: its checks pass; Cluster Autoscaler scaled back up by hand
+    // fails, naming it and the way out.
+    let checks = migration_checks(&env).await;
+    let ids: Vec<&str> = checks.keys().map(String::as_str).collect();
+    assert_eq!(
+        ids,
+        vec![
+            "migrate.cluster-autoscaler",
+            "migrate.nodegroup.gpu",
+            "migrate.nodegroup.system",
+            "migrate.nodegroup.web",
+            "migrate.nodepool.gpu",
+            "migrate.nodepool.system",
+            "migrate.nodepool.web"
+        ]
+    );
+    assert!(checks.values().all(|(s, _)| s == "pass"), "{checks:?}");
+    env.cluster.api.edit(CA, |d| d["spec"]["replicas"] = json!(1));
+    let checks = migration_checks(&env).await;
+    let (status, text) = &checks["migrate.cluster-autoscaler"];
+    assert_eq!(status, "fail", "{checks:?}");
+    assert!(
+        text.contains("kube-system/cluster-autoscaler") && text.contains("karpctl migrate --cluster mig"),
+        "{text}"
+    );
+    assert!(text.contains("--rollback"), "{text}");
+    env.cluster.api.edit(CA, |d| d["spec"]["replicas"] = json!(0));
 
     // A re-run has nothing to do and writes nothing.
     env.recorder.clear();

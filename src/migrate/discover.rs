@@ -47,6 +47,8 @@ pub struct NodeGroup {
     pub scaling: Scaling,
     /// The scaling recorded before the migration changed it (its tag), if any.
     pub original: Option<Scaling>,
+    /// The floor the migration scales it to (its tag), once recorded.
+    pub floor: Option<Scaling>,
     /// The launch template's name or id, when it has one.
     pub launch_template: Option<String>,
 }
@@ -128,6 +130,7 @@ fn from_sdk(g: &aws_sdk_eks::types::Nodegroup) -> NodeGroup {
         subnets: g.subnets().to_vec(),
         scaling,
         original: tags.get(record::GROUP_TAG).and_then(|v| Scaling::parse(v)),
+        floor: tags.get(record::FLOOR_TAG).and_then(|v| Scaling::parse(v)),
         launch_template: g.launch_template().and_then(|l| l.name().or(l.id())).map(str::to_string),
     }
 }

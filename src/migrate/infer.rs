@@ -194,6 +194,7 @@ mod tests {
             subnets: vec![format!("subnet-{name}")],
             scaling: Scaling { min: 1, max: 3, desired: 2 },
             original: None,
+            floor: None,
             launch_template: None,
         }
     }

@@ -4,6 +4,7 @@
 //! where a re-run and `--rollback` read it back (`record`, `steps`, `drain`), and undo it
 //! (`rollback`). The Karpenter install itself is init's walk (src/commands/migrate.rs).
 
+pub mod checks;
 pub mod discover;
 pub mod drain;
 pub mod infer;

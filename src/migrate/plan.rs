@@ -239,6 +239,7 @@ mod tests {
             subnets: vec![],
             scaling: Scaling { min: 1, max: 5, desired },
             original: None,
+            floor: None,
             launch_template: None,
         }
     }

@@ -16,25 +16,29 @@ use crate::kube::Kube;
 /// The node group tag holding its original scaling (`min=1,max=5,desired=3`).
 pub const GROUP_TAG: &str = "karpctl.io/migrate-original-scaling";
 
+/// The node group tag holding the floor the migration scales it to (what `doctor` checks).
+pub const FLOOR_TAG: &str = "karpctl.io/migrate-floor";
+
 /// The Cluster Autoscaler annotation holding its original replicas.
 pub const AUTOSCALER_ANNOTATION: &str = "karpctl.io/migrate-original-replicas";
 
 /// The node annotation saying karpctl's migration cordoned it.
 pub const CORDONED_ANNOTATION: &str = "karpctl.io/migrate-cordoned";
 
-/// Tag the group with its scaling now, unless a record is there already; returns the original.
-pub async fn group(aws: &Aws, g: &NodeGroup) -> Result<Scaling> {
-    if let Some(original) = g.original {
+/// Tag the group with its scaling now, unless a record is there already, and with the floor
+/// it is to be scaled to (rewritten when a re-run chose another); returns the original.
+pub async fn group(aws: &Aws, g: &NodeGroup, floor: Scaling) -> Result<Scaling> {
+    if let (Some(original), true) = (g.original, g.floor == Some(floor)) {
         return Ok(original);
     }
-    aws.eks
-        .tag_resource()
-        .resource_arn(&g.arn)
-        .tags(GROUP_TAG, g.scaling.to_string())
-        .send()
+    let mut req = aws.eks.tag_resource().resource_arn(&g.arn).tags(FLOOR_TAG, floor.to_string());
+    if g.original.is_none() {
+        req = req.tags(GROUP_TAG, g.scaling.to_string());
+    }
+    req.send()
         .await
         .map_err(|e| Error::aws(format!("failed to record node group {}'s scaling", g.name), "eks:TagResource", e))?;
-    Ok(g.scaling)
+    Ok(g.original.unwrap_or(g.scaling))
 }
 
 /// Remove the group's record (rollback, once its scaling is restored).
@@ -43,6 +47,7 @@ pub async fn forget_group(aws: &Aws, g: &NodeGroup) -> Result<()> {
         .untag_resource()
         .resource_arn(&g.arn)
         .tag_keys(GROUP_TAG)
+        .tag_keys(FLOOR_TAG)
         .send()
         .await
         .map_err(|e| Error::aws(format!("failed to remove node group {}'s record", g.name), "eks:UntagResource", e))?;

@@ -45,7 +45,8 @@ pub async fn apply(cx: &Ctx<'_>, plan: &Plan, groups: &[NodeGroup]) -> Result<Ve
     }
     // Every original is written down before anything is scaled.
     for g in groups {
-        record::group(cx.aws, g).await?;
+        let floor = plan.groups.iter().find(|gp| gp.name == g.name).map_or(g.scaling, |gp| gp.target);
+        record::group(cx.aws, g, floor).await?;
     }
     for ca in &plan.autoscalers {
         record::autoscaler(cx.kube, ca).await?;
