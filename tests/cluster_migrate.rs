@@ -274,6 +274,13 @@ async fn dry_run_plans_then_a_blocking_pdb_stops_the_drain_and_apply_converges_a
     env.cluster.api.remove("/apis/policy/v1/namespaces/apps/poddisruptionbudgets/solo");
     let done = migrate(&env, &[]).await.expect("apply");
     assert!(step_done(&done).iter().all(|(_, d)| *d), "{:?}", step_done(&done));
+    // The install leaves out the default NodePool: its text does not claim a default EC2NodeClass.
+    assert!(!done.text.contains("default EC2NodeClass is Ready"), "{}", done.text);
+    assert!(
+        done.text.contains("Karpenter is running (no default NodePool or EC2NodeClass installed)"),
+        "{}",
+        done.text
+    );
     let after = state(&env).await;
     assert_eq!(after["groups"]["web"]["scaling"], json!([0, 4, 0]));
     assert_eq!(after["groups"]["gpu"]["scaling"], json!([0, 4, 0]));
