@@ -88,6 +88,8 @@ pub enum Command {
     Versions,
     /// Move an install to another supported Karpenter version, in the order the upgrade rules require.
     Upgrade(UpgradeArgs),
+    /// Move from Cluster Autoscaler and node groups to Karpenter, step by step; `--rollback` undoes it.
+    Migrate(MigrateArgs),
     /// Print a shell completion script.
     Completions {
         /// The shell.
@@ -308,4 +310,41 @@ pub struct ConvertArgs {
     /// Treat warnings (fields with no v1 equivalent) as errors.
     #[arg(long)]
     pub strict: bool,
+}
+
+/// `karpctl migrate`: from Cluster Autoscaler and node groups to Karpenter (src/migrate/).
+#[derive(Debug, Clone, Args)]
+pub struct MigrateArgs {
+    /// The install's shape (the default NodePool is left out: the inferred ones replace it).
+    #[command(flatten)]
+    pub install: InstallArgs,
+    /// How to reach the cluster.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Print the plan (resources and steps); change nothing.
+    #[arg(long, conflicts_with = "rollback")]
+    pub dry_run: bool,
+    /// Restore Cluster Autoscaler and every node group as recorded, uncordon, remove the inferred NodePools.
+    #[arg(long)]
+    pub rollback: bool,
+    /// Nodes the controller's node group keeps (the other groups go to 0).
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub keep: u32,
+    /// The node group that hosts the Karpenter controller and stays (default: the first
+    /// untainted on-demand group by name).
+    #[arg(long, value_name = "NAME")]
+    pub controller_nodegroup: Option<String>,
+    /// Widen each NodePool's instance types to their whole families (m5.large -> m5).
+    #[arg(long)]
+    pub widen: bool,
+    /// Nodes drained at once.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub parallel: u32,
+    /// How long one eviction may wait for a PodDisruptionBudget, and a drained node for its pods
+    /// to go (e.g. 10m, 90s).
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    pub drain_timeout: std::time::Duration,
+    /// How long to wait for the controller and the inferred EC2NodeClasses to become Ready.
+    #[arg(long, value_name = "DURATION", default_value = "300s", value_parser = parse_duration)]
+    pub wait_timeout: std::time::Duration,
 }

@@ -14,6 +14,7 @@ pub mod diff;
 pub mod error;
 pub mod helm;
 pub mod kube;
+pub mod migrate;
 pub mod names;
 pub mod output;
 pub mod plan;
@@ -40,6 +41,7 @@ pub async fn run(cli: &cli::Cli, hooks: &Hooks) -> Result<Report> {
         Command::Convert(a) => commands::convert::run(&cli.global, a),
         Command::Versions => Ok(commands::versions::run()),
         Command::Upgrade(a) => commands::upgrade::run(&cli.global, a, hooks).await,
+        Command::Migrate(a) => commands::migrate::run(&cli.global, a, hooks).await,
         Command::Completions { shell } => {
             let mut buf = Vec::new();
             clap_complete::generate(*shell, &mut cli::Cli::command(), "karpctl", &mut buf);
@@ -58,6 +60,7 @@ pub fn command_name(cli: &cli::Cli) -> &'static str {
         cli::Command::Convert(_) => "convert",
         cli::Command::Versions => "versions",
         cli::Command::Upgrade(_) => "upgrade",
+        cli::Command::Migrate(_) => "migrate",
         cli::Command::Completions { .. } => "completions",
     }
 }

@@ -90,6 +90,7 @@ pub async fn check(s: &DoctorSettings, hooks: &Hooks) -> Result<Report> {
     }
     checks.extend(discovery?);
     checks.extend(runtime_checks(&cx, &observed).await?);
+    checks.extend(crate::migrate::checks::doctor(&cx.aws, &cx.cluster.name, cx.api().map(|a| &a.kube)).await);
     if let Some(smoke) = &s.smoke {
         // Only on an install that passes: a smoke test of a broken one proves nothing new.
         checks.push(match (cx.api(), checks.iter().any(|c| c.status == Status::Fail)) {

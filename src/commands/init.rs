@@ -203,7 +203,13 @@ fn report(cx: &Cx, changes: &[Change], dry_run: bool, emitted: Option<Vec<PathBu
         }
         (None, true) => json!({"status": "planned"}),
         (None, false) => {
-            let _ = writeln!(text, "Karpenter is running and the default EC2NodeClass is Ready.");
+            // Without the default NodePool (--no-default-nodepool, or migrate, which applies its
+            // own inferred ones) there is no default EC2NodeClass to be Ready.
+            let _ = if cx.desired.target.default_nodepool {
+                writeln!(text, "Karpenter is running and the default EC2NodeClass is Ready.")
+            } else {
+                writeln!(text, "Karpenter is running (no default NodePool or EC2NodeClass installed).")
+            };
             json!({"status": "ready"})
         }
     };

@@ -3,6 +3,7 @@
 pub mod convert;
 pub mod doctor;
 pub mod init;
+pub mod migrate;
 pub mod plan_view;
 pub mod render;
 pub mod session;

@@ -34,6 +34,33 @@
 //!   reports of EC2NodeClasses stuck on `karpenter.k8s.aws/termination` once the controller is
 //!   uninstalled first.
 //! - A Pending Pod can carry `PodScheduled=False` with a reason, as the scheduler writes it.
+//! - The Eviction API (issue 15): `POST .../pods/NAME/eviction` with a `policy/v1` Eviction
+//!   whose `metadata.name` is the pod's (else 400 BadRequest). With the pod matched by a
+//!   PodDisruptionBudget (`policy/v1`, `spec.selector.matchLabels`, `minAvailable` or
+//!   `maxUnavailable`, integers or percentages) that allows no disruption now, the answer is 429
+//!   TooManyRequests "Cannot evict pod as it would violate the pod's disruption budget." with the
+//!   cause `DisruptionBudget` "The disruption budget NAME needs M healthy pods and has H
+//!   currently"; a pod matched by more than one PDB is 500 InternalError; an unknown pod is 404;
+//!   otherwise 201 and the pod is deleted (200 is also what kubectl treats as success). Healthy
+//!   pods: matching, Running, not deleting; expected pods: all matching, not deleting. Source:
+//!   kubernetes.io/docs/concepts/scheduling-eviction/api-eviction/ ("429 Too Many Requests ...
+//!   because of the configured PodDisruptionBudget", "500 ... multiple PodDisruptionBudgets
+//!   that refer to the same Pod") and the message texts of pkg/registry/core/pod/storage/eviction.go.
+//! - Rescheduling (a simplification, documented here because tests rely on it): a pod evicted
+//!   while owned (`ownerReferences`, a ReplicaSet or StatefulSet) is replaced at once by a pod of
+//!   the same labels and spec named `NAME-rN`, bound (`spec.nodeName`) to the first node by name
+//!   that is not cordoned (`spec.unschedulable`), not deleting, whose labels match the pod's
+//!   `nodeSelector` and whose NoSchedule/NoExecute taints the pod tolerates. With no such node
+//!   and the simulated Karpenter running, the first NodePool (by name) whose template taints the
+//!   pod tolerates and labels match gets a new Node `karpenter-POOL-N` (its template's labels and
+//!   taints, `karpenter.sh/nodepool=POOL`) and the pod lands there; else the pod stays Pending
+//!   (`PodScheduled=False`, reason Unschedulable). No resource accounting.
+//! - While the simulated Karpenter runs, a Node labelled `karpenter.sh/nodepool=POOL` whose
+//!   NodePool is gone is drained (its owned pods rescheduled as above, the others deleted) and
+//!   removed, as Karpenter does with the nodes of a deleted NodePool.
+//! - Cordon is a JSON merge patch of `spec.unschedulable` on the Node, as `kubectl cordon` sends.
+//!   A merge patch that empties `metadata.annotations` or `metadata.labels` leaves no such field
+//!   (kube-apiserver serves ObjectMeta's maps with Go's `omitempty`).
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap};
@@ -93,6 +120,9 @@ struct State {
     /// When each deleting object's deletion began.
     deleting_since: HashMap<String, Instant>,
     controller_delay: Duration,
+    /// Evictions so far, and what to run at the Nth (a test's SIGKILL).
+    evictions: usize,
+    on_eviction: Option<(usize, Box<dyn FnMut() + Send>)>,
 }
 
 /// The running stand-in; stops when dropped.
@@ -194,6 +224,11 @@ impl ApiServer {
     /// instance termination) before it removes the finalizer.
     pub fn controller_delay(&self, delay: Duration) {
         self.state.lock().unwrap().controller_delay = delay;
+    }
+
+    /// Run `f` when the `n`th eviction has been granted (before its answer is sent).
+    pub fn on_eviction(&self, n: usize, f: impl FnMut() + Send + 'static) {
+        self.state.lock().unwrap().on_eviction = Some((n, Box::new(f)));
     }
 
     /// Every stored object whose path starts with `prefix`.
@@ -422,6 +457,9 @@ fn handle(st: &mut State, req: &Request) -> (u16, Value) {
             "gitTreeState": "", "buildDate": "", "goVersion": "", "compiler": "", "platform": "linux/amd64"}),
         );
     }
+    if req.method == "POST" && req.path.ends_with("/eviction") {
+        return evict(st, req);
+    }
     let Some((group, collection, name)) = route(&req.path) else {
         return status(404, "NotFound", "the server could not find the requested resource");
     };
@@ -544,6 +582,14 @@ fn handle(st: &mut State, req: &Request) -> (u16, Value) {
             };
             let mut obj = current.clone();
             merge_patch(&mut obj, &req.json());
+            // Go's omitempty: a map emptied by the patch is not served back.
+            for field in ["annotations", "labels"] {
+                if obj["metadata"].get(field).is_some_and(|m| m.as_object().is_some_and(|m| m.is_empty())) {
+                    if let Some(m) = obj["metadata"].as_object_mut() {
+                        m.remove(field);
+                    }
+                }
+            }
             if let Some(refused) = new_finalizer_on_deleting(&current, &obj) {
                 return refused;
             }
@@ -771,7 +817,12 @@ fn reconcile(st: &mut State) {
                 !refs.is_empty()
                     && refs.iter().all(|r| {
                         let s = |f: &str| r.get(f).and_then(Value::as_str).unwrap_or("");
+                        // A namespaced dependent's owner is in its own namespace (or cluster-scoped).
+                        let ns = o.pointer("/metadata/namespace").and_then(Value::as_str);
                         !st.objects.contains_key(&path_of(s("apiVersion"), s("kind"), None, s("name")))
+                            && !ns.is_some_and(|ns| {
+                                st.objects.contains_key(&path_of(s("apiVersion"), s("kind"), Some(ns), s("name")))
+                            })
                     })
             })
         })
@@ -805,6 +856,7 @@ fn reconcile(st: &mut State) {
     if !controller_runs(st) {
         return;
     }
+    drain_orphaned_karpenter_nodes(st);
     let delay = st.controller_delay;
     let due = |st: &State, k: &str| st.deleting_since.get(k).is_some_and(|t| t.elapsed() >= delay);
     for k in keys_of(st, "karpenter.k8s.aws", "ec2nodeclasses") {
@@ -847,6 +899,217 @@ fn reconcile(st: &mut State) {
         });
         if is_deleting(&class) && due(st, &k) && !used {
             drop_finalizer(st, &k, "karpenter.k8s.aws/termination");
+        }
+    }
+}
+
+fn labels_of(obj: &Value) -> serde_json::Map<String, Value> {
+    obj.pointer("/metadata/labels").and_then(Value::as_object).cloned().unwrap_or_default()
+}
+
+/// Whether every `matchLabels` entry of `selector` is among `labels` (an empty selector matches all).
+fn selects(selector: &Value, labels: &serde_json::Map<String, Value>) -> bool {
+    selector
+        .get("matchLabels")
+        .and_then(Value::as_object)
+        .is_none_or(|m| m.iter().all(|(k, v)| labels.get(k) == Some(v)))
+}
+
+/// An IntOrString budget against a total: percentages round up, as the disruption controller does.
+fn budget(value: &Value, total: i64) -> i64 {
+    match value {
+        Value::String(s) if s.ends_with('%') => {
+            let p: i64 = s.trim_end_matches('%').parse().unwrap_or(0);
+            (p * total + 99) / 100
+        }
+        Value::String(s) => s.parse().unwrap_or(0),
+        v => v.as_i64().unwrap_or(0),
+    }
+}
+
+/// `POST /api/v1/namespaces/NS/pods/NAME/eviction`.
+fn evict(st: &mut State, req: &Request) -> (u16, Value) {
+    let segs: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
+    let (ns, pod_name) = match segs.as_slice() {
+        ["api", "v1", "namespaces", ns, "pods", name, "eviction"] => (ns.to_string(), name.to_string()),
+        _ => return status(404, "NotFound", "the server could not find the requested resource"),
+    };
+    let body = req.json();
+    if body.pointer("/metadata/name").and_then(Value::as_str) != Some(pod_name.as_str()) {
+        return status(400, "BadRequest", "name in URL does not match name in Eviction object");
+    }
+    let key = path_of("v1", "Pod", Some(&ns), &pod_name);
+    let Some(pod) = st.objects.get(&key).cloned() else {
+        return status(404, "NotFound", &format!("pods \"{pod_name}\" not found"));
+    };
+    let labels = labels_of(&pod);
+    let pdb_prefix = format!("/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets/");
+    let pdbs: Vec<Value> = st
+        .objects
+        .iter()
+        .filter(|(k, _)| k.starts_with(&pdb_prefix))
+        .map(|(_, v)| v.clone())
+        .filter(|p| p.pointer("/spec/selector").is_some_and(|sel| selects(sel, &labels)))
+        .collect();
+    if pdbs.len() > 1 {
+        return status(
+            500,
+            "InternalError",
+            "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.",
+        );
+    }
+    if let Some(pdb) = pdbs.first() {
+        let selector = pdb.pointer("/spec/selector").cloned().unwrap_or(Value::Null);
+        let pod_prefix = format!("/api/v1/namespaces/{ns}/pods/");
+        let matching: Vec<&Value> = st
+            .objects
+            .iter()
+            .filter(|(k, _)| k.starts_with(&pod_prefix))
+            .map(|(_, v)| v)
+            .filter(|p| !is_deleting(p) && selects(&selector, &labels_of(p)))
+            .collect();
+        let expected = matching.len() as i64;
+        let healthy =
+            matching.iter().filter(|p| p.pointer("/status/phase").and_then(Value::as_str) == Some("Running")).count()
+                as i64;
+        let needed = match (pdb.pointer("/spec/minAvailable"), pdb.pointer("/spec/maxUnavailable")) {
+            (Some(min), _) => budget(min, expected),
+            (None, Some(max)) => expected - budget(max, expected),
+            (None, None) => 0,
+        };
+        if healthy - needed <= 0 {
+            let name = pdb.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+            let (code, mut reply) =
+                status(429, "TooManyRequests", "Cannot evict pod as it would violate the pod's disruption budget.");
+            reply["details"] = json!({"causes": [{"reason": "DisruptionBudget",
+                "message": format!("The disruption budget {name} needs {needed} healthy pods and has {healthy} currently")}]});
+            return (code, reply);
+        }
+    }
+    mark_deleting(st, &key);
+    reschedule(st, &pod);
+    st.evictions += 1;
+    if let Some((n, f)) = st.on_eviction.as_mut() {
+        if *n == st.evictions {
+            f();
+        }
+    }
+    (201, json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}))
+}
+
+/// Whether the pod's tolerations cover a taint (`Exists`, or `Equal` with the value; no key = all).
+fn tolerates(pod: &Value, taint: &Value) -> bool {
+    let effect = taint.get("effect").and_then(Value::as_str).unwrap_or("");
+    if effect == "PreferNoSchedule" {
+        return true;
+    }
+    pod.pointer("/spec/tolerations").and_then(Value::as_array).is_some_and(|ts| {
+        ts.iter().any(|t| {
+            let f = |k: &str| t.get(k).and_then(Value::as_str);
+            let key_ok = f("key").is_none_or(|k| Some(k) == taint.get("key").and_then(Value::as_str));
+            let effect_ok = f("effect").is_none_or(|e| e.is_empty() || e == effect);
+            let value_ok = f("operator") == Some("Exists") || f("value") == taint.get("value").and_then(Value::as_str);
+            key_ok && effect_ok && value_ok
+        })
+    })
+}
+
+fn fits(pod: &Value, labels: &serde_json::Map<String, Value>, taints: &[Value]) -> bool {
+    let selector_ok = pod
+        .pointer("/spec/nodeSelector")
+        .and_then(Value::as_object)
+        .is_none_or(|m| m.iter().all(|(k, v)| labels.get(k) == Some(v)));
+    selector_ok && taints.iter().all(|t| tolerates(pod, t))
+}
+
+/// The replacement an owning controller and the scheduler would make for an evicted pod.
+fn reschedule(st: &mut State, evicted: &Value) {
+    if evicted.pointer("/metadata/ownerReferences").and_then(Value::as_array).is_none_or(|r| r.is_empty()) {
+        return;
+    }
+    let taints_of = |o: &Value, p: &str| o.pointer(p).and_then(Value::as_array).cloned().unwrap_or_default();
+    let mut node = keys_of(st, "", "nodes").into_iter().filter_map(|k| st.objects.get(&k).cloned()).find(|n| {
+        !is_deleting(n)
+            && n.pointer("/spec/unschedulable") != Some(&json!(true))
+            && fits(evicted, &labels_of(n), &taints_of(n, "/spec/taints"))
+    });
+    if node.is_none() && controller_runs(st) {
+        let pool = keys_of(st, "karpenter.sh", "nodepools")
+            .into_iter()
+            .filter_map(|k| st.objects.get(&k).cloned())
+            .find(|p| {
+                let labels =
+                    p.pointer("/spec/template/metadata/labels").and_then(Value::as_object).cloned().unwrap_or_default();
+                !is_deleting(p) && fits(evicted, &labels, &taints_of(p, "/spec/template/spec/taints"))
+            });
+        if let Some(pool) = pool {
+            let pool_name = pool.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
+            let mut labels = pool.pointer("/spec/template/metadata/labels").cloned().unwrap_or(json!({}));
+            labels["karpenter.sh/nodepool"] = json!(pool_name);
+            let n = keys_of(st, "", "nodes").len();
+            let name = format!("karpenter-{pool_name}-{n}");
+            labels["kubernetes.io/hostname"] = json!(name);
+            let new = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": labels},
+                "spec": {"taints": taints_of(&pool, "/spec/template/spec/taints")},
+                "status": {"conditions": [{"type": "Ready", "status": "True"}]}});
+            st.next_rv += 1;
+            let mut stored = new.clone();
+            stored["metadata"]["resourceVersion"] = json!(st.next_rv.to_string());
+            st.objects.insert(path_of("v1", "Node", None, &name), stored);
+            node = Some(new);
+        }
+    }
+    let mut pod = evicted.clone();
+    let ns = pod.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("default").to_string();
+    let base = pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("pod").to_string();
+    st.next_rv += 1;
+    let stem = match base.rsplit_once("-r") {
+        Some((stem, n)) if !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()) => stem,
+        _ => base.as_str(),
+    };
+    let name = format!("{stem}-r{}", st.next_rv);
+    pod["metadata"]["name"] = json!(name);
+    pod["metadata"]["resourceVersion"] = json!(st.next_rv.to_string());
+    if let Some(m) = pod["metadata"].as_object_mut() {
+        m.remove("deletionTimestamp");
+    }
+    match node.as_ref().and_then(|n| n.pointer("/metadata/name")).and_then(Value::as_str) {
+        Some(n) => {
+            pod["spec"]["nodeName"] = json!(n);
+            pod["status"] = json!({"phase": "Running"});
+        }
+        None => {
+            if let Some(spec) = pod["spec"].as_object_mut() {
+                spec.remove("nodeName");
+            }
+            pod["status"] = json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}]});
+        }
+    }
+    st.objects.insert(path_of("v1", "Pod", Some(&ns), &name), pod);
+}
+
+/// Karpenter's part when a NodePool is deleted: its nodes are drained and terminated.
+fn drain_orphaned_karpenter_nodes(st: &mut State) {
+    let orphans: Vec<(String, String)> = keys_of(st, "", "nodes")
+        .into_iter()
+        .filter_map(|k| {
+            let node = st.objects.get(&k)?;
+            let pool = node.pointer("/metadata/labels/karpenter.sh~1nodepool").and_then(Value::as_str)?;
+            let gone = !st.objects.contains_key(&path_of("karpenter.sh/v1", "NodePool", None, pool));
+            let name = node.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
+            gone.then_some((k, name))
+        })
+        .collect();
+    for (key, name) in orphans {
+        st.objects.remove(&key);
+        let pods: Vec<(String, Value)> = keys_of(st, "", "pods")
+            .into_iter()
+            .filter_map(|k| st.objects.get(&k).cloned().map(|p| (k, p)))
+            .filter(|(_, p)| p.pointer("/spec/nodeName").and_then(Value::as_str) == Some(name.as_str()))
+            .collect();
+        for (k, pod) in pods {
+            st.objects.remove(&k);
+            reschedule(st, &pod);
         }
     }
 }

@@ -305,6 +305,49 @@ class MotoExtTest(unittest.TestCase):
             iam.list_attached_role_policies(RoleName="r", Marker="not-ours")
         self.assertEqual(ctx.exception.response["Error"]["Code"], "InvalidInput")
 
+    # -- issue 15 (migrate): node group tags and scaling-config validation ------
+
+    def nodegroup(self, eks, name="ng", scaling=None):
+        self.raw_create_cluster("mig")
+        return eks.create_nodegroup(
+            clusterName="mig", nodegroupName=name, nodeRole=f"arn:aws:iam::{ACCOUNT_A}:role/node",
+            subnets=["subnet-1"], instanceTypes=["m5.large"], capacityType="SPOT",
+            scalingConfig=scaling or {"minSize": 1, "maxSize": 5, "desiredSize": 3},
+            labels={"team": "a"}, taints=[{"key": "dedicated", "value": "a", "effect": "NO_SCHEDULE"}],
+        )["nodegroup"]
+
+    def test_nodegroup_tags_round_trip(self):
+        eks = self.client("eks")
+        arn = self.nodegroup(eks)["nodegroupArn"]
+        eks.tag_resource(resourceArn=arn, tags={"karpctl.io/migrate": "min=1,max=5,desired=3"})
+        self.assertEqual(eks.list_tags_for_resource(resourceArn=arn)["tags"],
+                         {"karpctl.io/migrate": "min=1,max=5,desired=3"})
+        got = eks.describe_nodegroup(clusterName="mig", nodegroupName="ng")["nodegroup"]
+        self.assertEqual(got["tags"], {"karpctl.io/migrate": "min=1,max=5,desired=3"})
+        eks.untag_resource(resourceArn=arn, tagKeys=["karpctl.io/migrate"])
+        self.assertEqual(eks.list_tags_for_resource(resourceArn=arn)["tags"], {})
+
+    def test_scaling_config_is_validated_like_eks(self):
+        eks = self.client("eks")
+        self.nodegroup(eks)
+        update = eks.update_nodegroup_config
+        # maxSize: "Valid Range: Minimum value of 1" (EKS API reference, NodegroupScalingConfig);
+        # boto3 checks that itself, the Rust SDK does not: sent raw.
+        status, headers, _ = self.http("POST", "/clusters/mig/node-groups/ng/update-config",
+                                       {"scalingConfig": {"minSize": 0, "maxSize": 0, "desiredSize": 0}},
+                                       {"Content-Type": "application/json", "Authorization": fake_sigv4(REGION),
+                                        "x-moto-account-id": ACCOUNT_A})
+        headers = {k.lower(): v for k, v in headers.items()}
+        self.assertEqual((status, headers.get("x-amzn-errortype")), (400, "InvalidParameterException"))
+        resp = self.assertError("InvalidParameterException", 400, update, clusterName="mig",
+                                nodegroupName="ng", scalingConfig={"minSize": 3, "desiredSize": 2})
+        self.assertEqual(resp["Error"]["Message"], "Minimum capacity 3 can't be greater than desired size 2")
+        self.assertError("InvalidParameterException", 400, update, clusterName="mig", nodegroupName="ng",
+                         scalingConfig={"desiredSize": 6})
+        update(clusterName="mig", nodegroupName="ng", scalingConfig={"minSize": 0, "maxSize": 1, "desiredSize": 0})
+        got = eks.describe_nodegroup(clusterName="mig", nodegroupName="ng")["nodegroup"]["scalingConfig"]
+        self.assertEqual(got, {"minSize": 0, "maxSize": 1, "desiredSize": 0})
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
