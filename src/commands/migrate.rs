@@ -84,22 +84,25 @@ pub async fn run(g: &GlobalArgs, a: &MigrateArgs, hooks: &Hooks) -> Result<Repor
         values: vec![values],
         wait_timeout: a.wait_timeout,
     };
-    let install_plan = super::init::walk(&InitSettings::resolve(g, &init)?, hooks, Walk::Init).await?;
-    if a.dry_run {
-        return Ok(report(&cluster_name, a, Some(&plan), &planned, &[], Some(&install_plan)));
-    }
-    let pending = planned.iter().filter(|s| !s.done).count();
-    let install_pending = install_plan
-        .body
-        .get("changes")
-        .and_then(Value::as_array)
-        .is_some_and(|c| c.iter().any(|c| !matches!(c["action"].as_str(), Some("none") | Some("skip"))));
-    if pending > 0 || install_pending {
-        let text = report(&cluster_name, a, Some(&plan), &planned, &[], Some(&install_plan)).text;
-        if !g.yes && hooks.interactive {
-            eprint!("{text}");
+    // With --yes nothing is shown or asked before the walk, which plans again itself: a dry
+    // walk first would only repeat its reads.
+    if a.dry_run || !g.yes {
+        let install_plan = super::init::walk(&InitSettings::resolve(g, &init)?, hooks, Walk::Init).await?;
+        if a.dry_run {
+            return Ok(report(&cluster_name, a, Some(&plan), &planned, &[], Some(&install_plan)));
         }
-        confirm(g, hooks, &format!("Migrate cluster {cluster_name} ({pending} steps)?")).await?;
+        let pending = planned.iter().filter(|s| !s.done).count();
+        let install_pending = install_plan
+            .body
+            .get("changes")
+            .and_then(Value::as_array)
+            .is_some_and(|c| c.iter().any(|c| !matches!(c["action"].as_str(), Some("none") | Some("skip"))));
+        if pending > 0 || install_pending {
+            if hooks.interactive {
+                eprint!("{}", report(&cluster_name, a, Some(&plan), &planned, &[], Some(&install_plan)).text);
+            }
+            confirm(g, hooks, &format!("Migrate cluster {cluster_name} ({pending} steps)?")).await?;
+        }
     }
     let yes = GlobalArgs { yes: true, ..g.clone() };
     let apply = InitSettings::resolve(&yes, &InitArgs { dry_run: false, ..init })?;

@@ -135,6 +135,7 @@ mod tests {
             original,
             floor,
             launch_template: None,
+            template: None,
         }
     }
 

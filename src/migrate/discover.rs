@@ -51,6 +51,8 @@ pub struct NodeGroup {
     pub floor: Option<Scaling>,
     /// The launch template's name or id, when it has one.
     pub launch_template: Option<String>,
+    /// What the EC2NodeClass takes from that launch template, once read.
+    pub template: Option<super::template::Template>,
 }
 
 /// A Deployment running the cluster-autoscaler image.
@@ -90,7 +92,11 @@ pub async fn node_groups(aws: &Aws, cluster: &str) -> Result<Vec<NodeGroup>> {
             .await
             .map_err(|e| Error::aws(format!("failed to read node group {name}"), "eks:DescribeNodegroup", e))?;
         if let Some(g) = got.nodegroup() {
-            out.push(from_sdk(g));
+            let mut group = from_sdk(g);
+            if let Some(spec) = g.launch_template() {
+                group.template = super::template::read(aws, spec).await?;
+            }
+            out.push(group);
         }
     }
     Ok(out)
@@ -132,6 +138,7 @@ fn from_sdk(g: &aws_sdk_eks::types::Nodegroup) -> NodeGroup {
         original: tags.get(record::GROUP_TAG).and_then(|v| Scaling::parse(v)),
         floor: tags.get(record::FLOOR_TAG).and_then(|v| Scaling::parse(v)),
         launch_template: g.launch_template().and_then(|l| l.name().or(l.id())).map(str::to_string),
+        template: None,
     }
 }
 

@@ -2,7 +2,8 @@
 //! EC2NodeClass) per distinct labels, taints and capacity type, so a pod that fitted a group
 //! fits the NodePool made from it. Instance types stay exactly as the groups had them, or with
 //! `--widen` become their whole families (Karpenter picks the size). Subnets are the groups'
-//! own; security groups are the cluster's (the discovery tag init puts on them).
+//! own; security groups are the launch template's when a group has one (with its disks and
+//! metadata options, src/migrate/template.rs), else the cluster's (the discovery tag init puts on them).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -35,6 +36,8 @@ pub struct Pool {
     pub ami_alias: String,
     /// The groups' subnets.
     pub subnets: Vec<String>,
+    /// The first of its groups' launch templates (security groups, disks, IMDS), if any.
+    pub template: Option<super::template::Template>,
 }
 
 fn capacity(eks: &str) -> &'static str {
@@ -89,12 +92,16 @@ pub fn pools(groups: &[NodeGroup], widen: bool) -> Vec<Pool> {
                     arch: Vec::new(),
                     ami_alias: alias(&g.ami_type).to_string(),
                     subnets: Vec::new(),
+                    template: None,
                 });
                 out.len() - 1
             }
         };
         let pool = &mut out[at];
         pool.groups.push(g.name.clone());
+        if pool.template.is_none() {
+            pool.template.clone_from(&g.template);
+        }
         let types: BTreeSet<String> = pool
             .instance_types
             .iter()
@@ -122,7 +129,7 @@ fn metadata(pool: &Pool) -> Value {
 
 /// The pool's EC2NodeClass.
 pub fn node_class(pool: &Pool, cluster: &str, node_role: &str) -> Value {
-    json!({
+    let mut class = json!({
         "apiVersion": "karpenter.k8s.aws/v1",
         "kind": "EC2NodeClass",
         "metadata": metadata(pool),
@@ -132,7 +139,20 @@ pub fn node_class(pool: &Pool, cluster: &str, node_role: &str) -> Value {
             "subnetSelectorTerms": pool.subnets.iter().map(|s| json!({"id": s})).collect::<Vec<_>>(),
             "securityGroupSelectorTerms": [{"tags": {DISCOVERY_TAG: cluster}}],
         }
-    })
+    });
+    if let Some(t) = &pool.template {
+        if !t.security_groups.is_empty() {
+            class["spec"]["securityGroupSelectorTerms"] =
+                json!(t.security_groups.iter().map(|id| json!({"id": id})).collect::<Vec<_>>());
+        }
+        if !t.block_devices.is_empty() {
+            class["spec"]["blockDeviceMappings"] = json!(t.block_devices);
+        }
+        if let Some(m) = &t.metadata {
+            class["spec"]["metadataOptions"] = m.clone();
+        }
+    }
+    class
 }
 
 /// The pool's NodePool.
@@ -196,6 +216,7 @@ mod tests {
             original: None,
             floor: None,
             launch_template: None,
+            template: None,
         }
     }
 
@@ -231,5 +252,26 @@ mod tests {
         let class = node_class(&pools[0], "demo", "KarpenterNodeRole-demo");
         assert_eq!(class["spec"]["subnetSelectorTerms"], json!([{"id": "subnet-a"}]));
         assert_eq!(class["spec"]["role"], "KarpenterNodeRole-demo");
+    }
+
+    #[test]
+    fn the_launch_template_gives_the_node_class_its_security_groups_disks_and_imds() {
+        let t = crate::migrate::template::Template {
+            security_groups: vec!["sg-1".into()],
+            block_devices: vec![json!({"deviceName": "/dev/xvda", "ebs": {"volumeSize": "100Gi"}})],
+            metadata: Some(json!({"httpTokens": "required"})),
+        };
+        let mut b = group("b", "ON_DEMAND", &["m5.large"], None);
+        b.template = Some(t.clone());
+        let pools = pools(&[group("a", "ON_DEMAND", &["m5.large"], None), b], false);
+        assert_eq!(pools[0].template, Some(t), "the first group with a template gives it");
+        let class = node_class(&pools[0], "demo", "role");
+        assert_eq!(class["spec"]["securityGroupSelectorTerms"], json!([{"id": "sg-1"}]));
+        assert_eq!(class["spec"]["blockDeviceMappings"][0]["ebs"]["volumeSize"], "100Gi");
+        assert_eq!(class["spec"]["metadataOptions"], json!({"httpTokens": "required"}));
+        // Without a template: the cluster's tagged security groups, Karpenter's default disks.
+        let plain = node_class(&super::pools(&[group("c", "SPOT", &["m5.large"], None)], false)[0], "demo", "role");
+        assert_eq!(plain["spec"]["securityGroupSelectorTerms"], json!([{"tags": {DISCOVERY_TAG: "demo"}}]));
+        assert!(plain["spec"].get("blockDeviceMappings").is_none());
     }
 }

@@ -12,6 +12,7 @@ pub mod plan;
 pub mod record;
 pub mod rollback;
 pub mod steps;
+pub mod template;
 
 /// The label on nodes of a managed node group (set by EKS).
 pub const NODEGROUP_LABEL: &str = "eks.amazonaws.com/nodegroup";

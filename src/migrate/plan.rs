@@ -241,6 +241,7 @@ mod tests {
             original: None,
             floor: None,
             launch_template: None,
+            template: None,
         }
     }
 
