@@ -11,7 +11,9 @@ pub fn install(dir: &Path) -> PathBuf {
     let script = std::fs::read_to_string(&src).expect("read fake-helm");
     let interpreter = std::env::var("KARPCTL_PYTHON")
         .ok()
-        .and_then(|p| std::fs::canonicalize(p).ok())
+        // Absolute but not resolved: the venv's python is a symlink, and only the path inside
+        // the venv makes it the venv's interpreter (with its PyYAML).
+        .and_then(|p| std::path::absolute(p).ok())
         .map_or_else(|| "/usr/bin/env python3".to_string(), |p| p.display().to_string());
     let body = script.split_once('\n').map_or("", |(_, rest)| rest);
     let helm = dir.join("helm");
