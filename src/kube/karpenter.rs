@@ -37,23 +37,18 @@ pub fn owned_by_release(obj: &Value, release: &str, namespace: &str) -> bool {
 
 /// Karpenter's CRDs in the cluster (name and object).
 pub async fn crds(kube: &Kube) -> Result<Vec<(String, Value)>> {
-    Ok(list(kube, CRD, None)
-        .await?
-        .into_iter()
-        .map(|c| (name_of(&c), c))
-        .filter(|(n, _)| is_karpenter_crd(n))
-        .collect())
+    crds_where(kube, is_karpenter_crd).await
+}
+
+/// Every CRD in the cluster whose name passes `keep`, by name.
+async fn crds_where(kube: &Kube, keep: impl Fn(&str) -> bool) -> Result<Vec<(String, Value)>> {
+    Ok(list(kube, CRD, None).await?.into_iter().map(|c| (name_of(&c), c)).filter(|(n, _)| keep(n)).collect())
 }
 
 /// The CRDs of the given names in the cluster (a chart's set reaches beyond Karpenter's own
 /// groups: 1.14 ships CapacityBuffer).
 pub async fn crds_named(kube: &Kube, names: &[&str]) -> Result<Vec<(String, Value)>> {
-    Ok(list(kube, CRD, None)
-        .await?
-        .into_iter()
-        .map(|c| (name_of(&c), c))
-        .filter(|(n, _)| names.contains(&n.as_str()))
-        .collect())
+    crds_where(kube, |n| names.contains(&n)).await
 }
 
 /// Karpenter's CRDs that the release `release` in `namespace` does not own (installed by the
