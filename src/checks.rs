@@ -50,7 +50,7 @@ impl Check {
 }
 
 /// Judge one observed resource. `repair` is the command that fixes it (`karpctl init ...`).
-pub fn judge(id: &str, seen: &Observed, repair: &str) -> Check {
+pub fn judge<F: ?Sized>(id: &str, seen: &Observed<F>, repair: &str) -> Check {
     if let Some(reason) = &seen.skip {
         return Check::new(id, Status::Skip, reason.clone());
     }
@@ -134,8 +134,8 @@ mod tests {
     #[test]
     fn judgements() {
         let r = "karpctl init -c demo";
-        assert_eq!(judge("x", &Observed::absent(), r).status, Status::Fail);
-        assert_eq!(judge("x", &Observed::absent(), r).hint.unwrap(), "run `karpctl init -c demo` to create it");
+        assert_eq!(judge("x", &Observed::<()>::absent(), r).status, Status::Fail);
+        assert_eq!(judge("x", &Observed::<()>::absent(), r).hint.unwrap(), "run `karpctl init -c demo` to create it");
         assert_eq!(judge("x", &Observed::present(true, vec![], ()), r).status, Status::Pass);
         assert_eq!(judge("x", &Observed::present(false, vec![], ()), r).status, Status::Warn);
         let d = Observed::present(true, vec![Drift::new("trust policy differs").with_hint("fix the trust")], ());
@@ -144,7 +144,7 @@ mod tests {
             (c.status, c.message.as_str(), c.hint.as_deref()),
             (Status::Fail, "trust policy differs", Some("fix the trust"))
         );
-        assert_eq!(judge("x", &Observed::skipped("--no-interruption"), r).status, Status::Skip);
+        assert_eq!(judge("x", &Observed::<()>::skipped("--no-interruption"), r).status, Status::Skip);
     }
 
     #[test]

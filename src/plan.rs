@@ -3,13 +3,14 @@
 //! independent resources concurrently (bounded).
 
 use std::collections::HashMap;
+use std::hash::Hash;
 
 use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::resources::{Cx, Observed, Presence, Resource};
+use crate::resources::{AnyResource, Cx, Observed, Presence, ResourceId, Set};
 
 /// How many resources are observed or applied at once. Every AWS call is a round trip of tens of
 /// milliseconds, so a run's time is its longest chain of calls made one after another, not the
@@ -59,8 +60,9 @@ impl Action {
 /// One row of the plan or of what was applied (the contract's `changes` entries).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Change {
-    /// `<kind>/<name>`.
-    pub resource: String,
+    /// The resource (`<kind>/<name>` in JSON).
+    #[serde(serialize_with = "as_text")]
+    pub resource: ResourceId,
     /// What happens.
     pub action: Action,
     /// Why, or what differs.
@@ -73,15 +75,20 @@ pub struct Change {
 
 impl Change {
     /// A change without a document diff.
-    pub fn new(resource: String, action: Action, detail: impl Into<String>) -> Self {
+    pub fn new(resource: ResourceId, action: Action, detail: impl Into<String>) -> Self {
         Change { resource, action, detail: detail.into(), diff: None }
     }
+}
+
+/// An id as the contract's string.
+fn as_text<S: serde::Serializer>(id: &ResourceId, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.collect_str(id)
 }
 
 /// A resource with what was observed and what will be done.
 pub struct Planned {
     /// The resource.
-    pub resource: Box<dyn Resource>,
+    pub resource: Box<dyn AnyResource>,
     /// Its observation.
     pub seen: Observed,
     /// The planned change.
@@ -92,11 +99,7 @@ pub struct Planned {
 
 /// Observe every resource concurrently, keeping the set's order. With `wanted_only`, resources
 /// that are not part of this install are marked skipped without being read.
-pub async fn observe_all(
-    cx: &Cx,
-    set: Vec<Box<dyn Resource>>,
-    wanted_only: bool,
-) -> Result<Vec<(Box<dyn Resource>, Observed)>> {
+pub async fn observe_all(cx: &Cx, set: Set, wanted_only: bool) -> Result<Vec<(Box<dyn AnyResource>, Observed)>> {
     stream::iter(set)
         .map(|r| async move {
             let seen = match r.not_wanted(cx).filter(|_| wanted_only) {
@@ -111,7 +114,7 @@ pub async fn observe_all(
 }
 
 /// The change for one observation: pure, so it is unit-tested without AWS.
-pub fn plan_one(resource: String, seen: &Observed, adopt: bool) -> Change {
+pub fn plan_one(resource: ResourceId, seen: &Observed, adopt: bool) -> Change {
     let drift = seen.drift.iter().map(|d| d.message.as_str()).collect::<Vec<_>>().join("; ");
     let (action, detail) = if let Some(reason) = &seen.skip {
         (Action::Skip, reason.clone())
@@ -146,13 +149,13 @@ pub fn plan_one(resource: String, seen: &Observed, adopt: bool) -> Change {
 
 /// Dependency levels: a resource's level is one more than the highest level among the
 /// resources it depends on that are in the set.
-pub fn levels(ids: &[String], deps: &[Vec<String>]) -> Vec<usize> {
-    let index: HashMap<&str, usize> = ids.iter().enumerate().map(|(i, id)| (id.as_str(), i)).collect();
+pub fn levels<T: Eq + Hash>(ids: &[T], deps: &[Vec<T>]) -> Vec<usize> {
+    let index: HashMap<&T, usize> = ids.iter().enumerate().map(|(i, id)| (id, i)).collect();
     let mut level: Vec<Option<usize>> = vec![None; ids.len()];
-    fn visit(
+    fn visit<T: Eq + Hash>(
         i: usize,
-        deps: &[Vec<String>],
-        index: &HashMap<&str, usize>,
+        deps: &[Vec<T>],
+        index: &HashMap<&T, usize>,
         level: &mut Vec<Option<usize>>,
         depth: usize,
     ) -> usize {
@@ -165,7 +168,7 @@ pub fn levels(ids: &[String], deps: &[Vec<String>]) -> Vec<usize> {
         } else {
             deps[i]
                 .iter()
-                .filter_map(|d| index.get(d.as_str()))
+                .filter_map(|d| index.get(d))
                 .map(|&j| visit(j, deps, index, level, depth + 1) + 1)
                 .max()
                 .unwrap_or(0)
@@ -177,9 +180,9 @@ pub fn levels(ids: &[String], deps: &[Vec<String>]) -> Vec<usize> {
 }
 
 /// Observe and plan the whole set.
-pub async fn plan(cx: &Cx, set: Vec<Box<dyn Resource>>, adopt: bool) -> Result<Vec<Planned>> {
-    let ids: Vec<String> = set.iter().map(|r| r.id()).collect();
-    let deps: Vec<Vec<String>> = set.iter().map(|r| r.depends_on()).collect();
+pub async fn plan(cx: &Cx, set: Set, adopt: bool) -> Result<Vec<Planned>> {
+    let ids: Vec<ResourceId> = set.iter().map(|r| r.id()).collect();
+    let deps = dep_ids(&set);
     let lv = levels(&ids, &deps);
     let observed = observe_all(cx, set, true).await?;
     Ok(observed
@@ -193,7 +196,7 @@ pub async fn plan(cx: &Cx, set: Vec<Box<dyn Resource>>, adopt: bool) -> Result<V
 }
 
 /// The resources that block `init` without `--adopt`.
-pub fn foreign(planned: &[Planned], adopt: bool) -> Vec<String> {
+pub fn foreign(planned: &[Planned], adopt: bool) -> Vec<ResourceId> {
     if adopt {
         return Vec::new();
     }
@@ -205,7 +208,8 @@ pub fn foreign(planned: &[Planned], adopt: bool) -> Vec<String> {
 }
 
 /// The error for foreign resources in the way.
-pub fn foreign_error(ids: &[String]) -> Error {
+pub fn foreign_error(ids: &[ResourceId]) -> Error {
+    let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
     Error::new(
         ErrorKind::Foreign,
         format!("{} exist without karpctl's ownership tags; nothing was changed", ids.join(", ")),
@@ -214,7 +218,7 @@ pub fn foreign_error(ids: &[String]) -> Error {
 }
 
 /// The teardown change for one observation: only what karpctl owns is deleted.
-pub fn plan_delete(resource: String, seen: &Observed, keep: bool) -> Change {
+pub fn plan_delete(resource: ResourceId, seen: &Observed, keep: bool) -> Change {
     let (action, detail) = match seen.presence {
         Presence::Absent => (Action::None, "already gone"),
         _ if keep => (Action::Skip, "--keep-iam"),
@@ -234,8 +238,8 @@ pub fn plan_delete(resource: String, seen: &Observed, keep: bool) -> Change {
 /// resource is not deleted (a role stays while a profile holding it could not be removed);
 /// the rest finishes, and the first error is returned.
 pub async fn delete_graph(cx: &Cx, planned: &[&Planned], on_done: &(dyn Fn(&Change) + Sync)) -> Result<()> {
-    let ids: Vec<String> = planned.iter().map(|p| p.change.resource.clone()).collect();
-    let deps: Vec<Vec<String>> = planned.iter().map(|p| p.resource.depends_on()).collect();
+    let ids: Vec<ResourceId> = planned.iter().map(|p| p.change.resource.clone()).collect();
+    let deps = dep_ids(planned.iter().map(|p| &p.resource));
     let deleting: Vec<bool> = planned.iter().map(|p| p.change.action == Action::Delete).collect();
     let dependents = dependents(&ids, &deps, &deleting);
     if let Some(i) = in_cycle(&dependents) {
@@ -281,7 +285,7 @@ enum Gone {
 
 /// For each resource, the deleting resources of the set that depend on it (indices): they
 /// must be gone before it is deleted.
-fn dependents(ids: &[String], deps: &[Vec<String>], deleting: &[bool]) -> Vec<Vec<usize>> {
+fn dependents<T: Eq>(ids: &[T], deps: &[Vec<T>], deleting: &[bool]) -> Vec<Vec<usize>> {
     ids.iter().map(|id| (0..ids.len()).filter(|&j| deleting[j] && deps[j].iter().any(|d| d == id)).collect()).collect()
 }
 
@@ -330,8 +334,8 @@ pub async fn delete_refs(cx: &Cx, planned: &[&Planned], on_done: &(dyn Fn(&Chang
 /// is told about each applied change. After a failure nothing new starts, the changes already
 /// under way finish, and the first error is returned.
 pub async fn apply(cx: &Cx, planned: &[Planned], on_done: &(dyn Fn(&Change) + Sync)) -> Result<()> {
-    let ids: Vec<String> = planned.iter().map(|p| p.change.resource.clone()).collect();
-    let deps: Vec<Vec<String>> = planned.iter().map(|p| p.resource.depends_on()).collect();
+    let ids: Vec<ResourceId> = planned.iter().map(|p| p.change.resource.clone()).collect();
+    let deps = dep_ids(planned.iter().map(|p| &p.resource));
     let wanted: Vec<bool> = planned.iter().map(|p| p.change.action.is_change()).collect();
     let mut waits = waits_for(&ids, &deps, &wanted);
     let mut started = vec![false; planned.len()];
@@ -407,11 +411,15 @@ async fn apply_one(cx: &Cx, p: &Planned) -> Result<()> {
 
 /// For each resource, the changing resources of the set it must wait for (indices). A
 /// dependency that is not in the set or has nothing to do is no reason to wait.
-fn waits_for(ids: &[String], deps: &[Vec<String>], changing: &[bool]) -> Vec<Vec<usize>> {
-    let index: HashMap<&str, usize> = ids.iter().enumerate().map(|(i, id)| (id.as_str(), i)).collect();
-    deps.iter()
-        .map(|ds| ds.iter().filter_map(|d| index.get(d.as_str()).copied()).filter(|&j| changing[j]).collect())
-        .collect()
+fn waits_for<T: Eq + Hash>(ids: &[T], deps: &[Vec<T>], changing: &[bool]) -> Vec<Vec<usize>> {
+    let index: HashMap<&T, usize> = ids.iter().enumerate().map(|(i, id)| (id, i)).collect();
+    deps.iter().map(|ds| ds.iter().filter_map(|d| index.get(d).copied()).filter(|&j| changing[j]).collect()).collect()
+}
+
+/// The ids each resource depends on. The set was checked when it was built ([`crate::resources::checked`]):
+/// a dependency missing from it here is an optional one, and orders nothing.
+fn dep_ids<'a>(set: impl IntoIterator<Item = &'a Box<dyn AnyResource>>) -> Vec<Vec<ResourceId>> {
+    set.into_iter().map(|r| r.depends_on().into_iter().map(|d| d.id).collect()).collect()
 }
 
 #[cfg(test)]
@@ -421,32 +429,32 @@ mod tests {
 
     #[test]
     fn plans_follow_presence_drift_and_adopt() {
-        let id = || "iam-role/x".to_string();
+        let id = || crate::resources::role::id("x");
         assert_eq!(plan_one(id(), &Observed::absent(), false).action, Action::Create);
-        let owned = Observed::present(true, vec![], ());
+        let owned = Observed::present(true, vec![], ()).erase();
         assert_eq!(plan_one(id(), &owned, false).action, Action::None);
-        let drifted = Observed::present(true, vec![Drift::new("trust policy differs")], ());
+        let drifted = Observed::present(true, vec![Drift::new("trust policy differs")], ()).erase();
         let c = plan_one(id(), &drifted, false);
         assert_eq!((c.action, c.detail.as_str()), (Action::Update, "trust policy differs"));
-        let foreign = Observed::present(false, vec![], ());
+        let foreign = Observed::present(false, vec![], ()).erase();
         assert_eq!(plan_one(id(), &foreign, false).action, Action::Skip);
         assert_eq!(plan_one(id(), &foreign, true).action, Action::Adopt);
         let skipped = Observed::skipped("--no-interruption");
         let c = plan_one(id(), &skipped, true);
         assert_eq!((c.action, c.detail.as_str()), (Action::Skip, "--no-interruption"));
-        let mut shared = Observed::present(false, vec![], ());
+        let mut shared = Observed::present(false, vec![], ()).erase();
         shared.presence = Presence::Shared;
         assert_eq!(plan_one(id(), &shared, false).action, Action::None);
     }
 
     #[test]
     fn teardown_deletes_only_what_karpctl_owns() {
-        let id = || "iam-role/x".to_string();
-        assert_eq!(plan_delete(id(), &Observed::present(true, vec![], ()), false).action, Action::Delete);
-        assert_eq!(plan_delete(id(), &Observed::present(true, vec![], ()), true).action, Action::Skip);
-        assert_eq!(plan_delete(id(), &Observed::present(false, vec![], ()), false).action, Action::Skip);
+        let id = || crate::resources::role::id("x");
+        assert_eq!(plan_delete(id(), &Observed::present(true, vec![], ()).erase(), false).action, Action::Delete);
+        assert_eq!(plan_delete(id(), &Observed::present(true, vec![], ()).erase(), true).action, Action::Skip);
+        assert_eq!(plan_delete(id(), &Observed::present(false, vec![], ()).erase(), false).action, Action::Skip);
         assert_eq!(plan_delete(id(), &Observed::absent(), false).action, Action::None);
-        let mut shared = Observed::present(false, vec![], ());
+        let mut shared = Observed::present(false, vec![], ()).erase();
         shared.presence = Presence::Shared;
         assert_eq!(plan_delete(id(), &shared, false).action, Action::Skip);
     }

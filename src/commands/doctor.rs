@@ -23,7 +23,7 @@ use crate::output::Report;
 use crate::plan;
 use crate::render::{policy_size, Documents, POLICY_SIZE_MAX};
 use crate::resources::helm_release::{HelmRelease, CONTROLLER};
-use crate::resources::{self, discovery_tags, ClusterSide, Cx, Observed, Presence, Resource};
+use crate::resources::{self, discovery_tags, AnyResource, ClusterSide, Cx, Dep, Kind, Observed, Presence, ResourceId};
 use crate::settings::DoctorSettings;
 use crate::versions::lookup;
 
@@ -69,20 +69,20 @@ pub async fn check(s: &DoctorSettings, hooks: &Hooks) -> Result<Report> {
     checks.extend(version_checks(&installed, &cx.desired));
     let repair = repair_command(&cx.desired);
 
-    let set = resources::desired_set(&cx.desired, &cx.cluster, opts.subnets.as_deref());
-    let deps: Vec<Vec<String>> = set.iter().map(|r| r.depends_on()).collect();
+    let set = resources::desired_set(&cx.desired, &cx.cluster, opts.subnets.as_deref())?;
+    let deps: Vec<Vec<Dep>> = set.iter().map(|r| r.depends_on()).collect();
     let (observed, discovery) = tokio::join!(plan::observe_all(&cx, set, true), discovery_checks(&cx));
     let observed = observed?;
-    let missing: HashMap<String, bool> =
+    let missing: HashMap<ResourceId, bool> =
         observed.iter().map(|(r, seen)| (r.id(), seen.presence == Presence::Absent && seen.skip.is_none())).collect();
     for ((r, seen), deps) in observed.iter().zip(deps) {
         let id = r.id();
         // A missing prerequisite explains its dependants: report it once, not as a cascade.
-        if let Some(dep) = deps.iter().find(|d| missing.get(*d).copied().unwrap_or(false)) {
-            checks.push(Check::new(id, Status::Skip, format!("needs {dep}, which is missing")));
+        if let Some(dep) = deps.iter().find(|d| missing.get(&d.id).copied().unwrap_or(false)) {
+            checks.push(Check::new(id.to_string(), Status::Skip, format!("needs {}, which is missing", dep.id)));
             continue;
         }
-        let mut check = checks::judge(&id, seen, &repair);
+        let mut check = checks::judge(&id.to_string(), seen, &repair);
         if let Some(size) = policy_margin(&cx, &id) {
             check = size_note(check, size);
         }
@@ -114,7 +114,7 @@ pub async fn check(s: &DoctorSettings, hooks: &Hooks) -> Result<Report> {
 /// How Karpenter is doing in the cluster: the controller Deployment, the default EC2NodeClass
 /// and NodePool conditions (with the condition's own message), and the interruption queue the
 /// controller was given.
-async fn runtime_checks(cx: &Cx, observed: &[(Box<dyn Resource>, Observed)]) -> Result<Vec<Check>> {
+async fn runtime_checks(cx: &Cx, observed: &[(Box<dyn AnyResource>, Observed)]) -> Result<Vec<Check>> {
     let ns = &cx.desired.target.namespace;
     let api = match cx.api() {
         Ok(api) => api,
@@ -285,9 +285,11 @@ fn cluster_checks(c: &ClusterInfo) -> Vec<Check> {
 }
 
 /// The size of a controller policy, when `id` names one.
-fn policy_margin(cx: &Cx, id: &str) -> Option<usize> {
-    let name = id.strip_prefix("iam-policy/")?;
-    cx.docs.policies.iter().find(|(_, n, _)| n == name).map(|(_, _, doc)| policy_size(doc))
+fn policy_margin(cx: &Cx, id: &ResourceId) -> Option<usize> {
+    if id.kind != Kind::IamPolicy {
+        return None;
+    }
+    cx.docs.policies.iter().find(|(_, n, _)| *n == id.name).map(|(_, _, doc)| policy_size(doc))
 }
 
 fn size_note(check: Check, size: usize) -> Check {

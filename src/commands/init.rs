@@ -62,7 +62,7 @@ pub(crate) async fn walk(s: &InitSettings, hooks: &Hooks, walk: Walk) -> Result<
     super::cluster_preflight(&cx, s.adopt).await?;
 
     let spinner = output::spinner("observing");
-    let set = resources::desired_set(&cx.desired, &cx.cluster, opts.subnets.as_deref());
+    let set = resources::desired_set(&cx.desired, &cx.cluster, opts.subnets.as_deref())?;
     let mut planned = plan::plan(&cx, set, s.adopt).await;
     spinner.finish_and_clear();
     let planned = planned.as_mut().map_err(|e| e.clone())?;
@@ -76,7 +76,7 @@ pub(crate) async fn walk(s: &InitSettings, hooks: &Hooks, walk: Walk) -> Result<
     if !blockers.is_empty() {
         return Err(plan::foreign_error(&blockers));
     }
-    let agent = format!("eks-addon/{}", resources::pod_identity_agent::AGENT_ADDON);
+    let agent = resources::pod_identity_agent::id();
     if s.no_pod_identity_agent
         && planned.iter().any(|p| p.change.resource == agent && p.change.action == Action::Create)
     {
@@ -88,7 +88,7 @@ pub(crate) async fn walk(s: &InitSettings, hooks: &Hooks, walk: Walk) -> Result<
     let changes: Vec<Change> = planned.iter().map(|p| p.change.clone()).collect();
     let pending = changes.iter().filter(|c| c.action.is_change()).count();
     for c in changes.iter().filter(|c| c.action == Action::Skip && c.detail.starts_with("public subnet")) {
-        output::warn(&format!("{}: {}", c.resource.trim_start_matches("ec2-tags/"), c.detail));
+        output::warn(&format!("{}: {}", c.resource.name, c.detail));
     }
 
     let view = View { command: walk.command(), path: path.as_ref() };

@@ -31,7 +31,7 @@ pub fn past(a: Action) -> &'static str {
 /// One line per resource (its action coloured by what it does), with the diff of each
 /// document to update under it.
 pub fn table(out: &mut String, changes: &[Change], tense: Tense) {
-    let width = changes.iter().map(|c| c.resource.len()).max().unwrap_or(0);
+    let width = changes.iter().map(|c| c.resource.to_string().len()).max().unwrap_or(0);
     let verb = |a: Action| if tense == Tense::Planned { a.as_str() } else { past(a) };
     let verb_width = if tense == Tense::Planned { 6 } else { 9 };
     for ch in changes {

@@ -19,8 +19,8 @@ use crate::output::{self, Report};
 use crate::plan::{self, Action, Change, Planned};
 use crate::resources::manifest::Manifest;
 use crate::resources::{
-    self, discovery_tags::DiscoveryTags, helm_release, oidc_provider, orphans, ClusterApi, ClusterSide, Cx, Observed,
-    Resource,
+    self, discovery_tags::DiscoveryTags, helm_release, oidc_provider, orphans, AnyResource, ClusterApi, ClusterSide,
+    Cx, Kind, Observed, ResourceId, Set,
 };
 use crate::settings::TeardownSettings;
 
@@ -60,7 +60,7 @@ pub async fn remove(a: &TeardownSettings, hooks: &Hooks) -> Result<Report> {
     let cx = session.cx(desired, cluster_side)?;
 
     let spinner = output::spinner("looking for what karpctl and Karpenter made");
-    let mut set = resources::desired_set(&cx.desired, &cx.cluster, opts.subnets.as_deref());
+    let mut set = resources::desired_set(&cx.desired, &cx.cluster, opts.subnets.as_deref())?;
     let controller = match cx.api() {
         Ok(api) => Some(survey(api, &cx, a, &mut set).await?),
         Err(_) => None,
@@ -71,11 +71,12 @@ pub async fn remove(a: &TeardownSettings, hooks: &Hooks) -> Result<Report> {
     spinner.finish_and_clear();
     let (extra, leftovers) = found?;
     let mut observed = observed?;
-    let mut known: HashSet<String> = observed.iter().map(|(r, _)| r.id()).collect();
+    let mut known: HashSet<ResourceId> = observed.iter().map(|(r, _)| r.id()).collect();
     observed.extend(extra.into_iter().filter(|(r, _)| known.insert(r.id())));
     let is_iam: Vec<bool> = observed.iter().map(|(r, _)| r.is_iam()).collect();
-    let ids: Vec<String> = observed.iter().map(|(r, _)| r.id()).collect();
-    let deps: Vec<Vec<String>> = observed.iter().map(|(r, _)| r.depends_on()).collect();
+    let ids: Vec<ResourceId> = observed.iter().map(|(r, _)| r.id()).collect();
+    let deps: Vec<Vec<ResourceId>> =
+        observed.iter().map(|(r, _)| r.depends_on().into_iter().map(|d| d.id).collect()).collect();
     let levels = plan::levels(&ids, &deps);
     let mut main: Vec<Planned> = observed
         .into_iter()
@@ -98,13 +99,17 @@ pub async fn remove(a: &TeardownSettings, hooks: &Hooks) -> Result<Report> {
     main.sort_by_key(|p| (phase(&p.change.resource), std::cmp::Reverse(p.level)));
     let mut sweep = Vec::new();
     for orphan in leftovers {
-        let seen = orphan.observe(&cx).await?;
-        let change = plan::plan_delete(orphan.id(), &seen, false);
+        let seen = AnyResource::observe(&orphan, &cx).await?;
+        let change = plan::plan_delete(AnyResource::id(&orphan), &seen, false);
         // Instances (the higher level) go before their launch templates and instance profiles.
         let level = usize::from(orphan.kind() == orphans::OrphanKind::Instance);
         sweep.push(Planned { resource: Box::new(orphan), seen, change, level });
     }
     sweep.sort_by_key(|p| std::cmp::Reverse(p.level));
+    // The set is complete only now (NodePools and EC2NodeClasses of any owner, what only tags
+    // find, Karpenter's leftovers): every dependency must name one of its resources.
+    let members: Vec<_> = main.iter().chain(&sweep).map(|p| (p.resource.id(), p.resource.depends_on())).collect();
+    resources::check_set(&members)?;
     let changes: Vec<Change> = main.iter().chain(&sweep).map(|p| p.change.clone()).collect();
     let pending = changes.iter().filter(|c| c.action.is_change()).count();
     let mut notes = Vec::new();
@@ -125,7 +130,7 @@ pub async fn remove(a: &TeardownSettings, hooks: &Hooks) -> Result<Report> {
     let bar = output::spinner(&format!("removing {pending} resources"));
     let on_done = |c: &Change| output::progress(&bar, &format!("deleted {}", c.resource));
     let (instances, rest): (Vec<Planned>, Vec<Planned>) =
-        sweep.into_iter().partition(|p| p.change.resource.starts_with("ec2-instance/"));
+        sweep.into_iter().partition(|p| p.change.resource.kind == Kind::Ec2Instance);
     let result = async {
         let wait =
             Wait::new((a.wait_timeout / 20).clamp(Duration::from_millis(100), Wait::DRAIN.interval), a.wait_timeout);
@@ -144,7 +149,7 @@ pub async fn remove(a: &TeardownSettings, hooks: &Hooks) -> Result<Report> {
             let deleted: Vec<String> = batch
                 .iter()
                 .filter(|p| p.change.action == Action::Delete)
-                .filter_map(|p| p.change.resource.split_once('/').map(|(_, name)| name.to_string()))
+                .map(|p| p.change.resource.name.clone())
                 .collect();
             if running && n < 2 && !deleted.is_empty() {
                 // NodePools first (their NodeClaims drain), then the EC2NodeClasses: Karpenter
@@ -187,7 +192,7 @@ pub async fn remove(a: &TeardownSettings, hooks: &Hooks) -> Result<Report> {
 /// Before anything is planned: refuse NodePools karpctl did not make (unless
 /// `--all-nodepools`, which adds them to the set), add the EC2NodeClasses the CRDs' removal
 /// would take with them, and tell whether the controller runs.
-async fn survey(api: &ClusterApi, cx: &Cx, a: &TeardownSettings, set: &mut Vec<Box<dyn Resource>>) -> Result<bool> {
+async fn survey(api: &ClusterApi, cx: &Cx, a: &TeardownSettings, set: &mut Set) -> Result<bool> {
     let foreign = karpenter::foreign_pools(&api.kube).await?;
     if !foreign.is_empty() && !a.all_nodepools {
         let list: Vec<String> = foreign.iter().map(ToString::to_string).collect();
@@ -199,17 +204,18 @@ async fn survey(api: &ClusterApi, cx: &Cx, a: &TeardownSettings, set: &mut Vec<B
             "delete them first, or pass --all-nodepools to remove them too (Karpenter drains their nodes while it still runs)",
         ));
     }
-    let mut replace = |id: String, r: Manifest| {
+    let mut replace = |r: Manifest| {
+        let id = AnyResource::id(&r);
         set.retain(|x| x.id() != id);
         set.push(Box::new(r));
     };
     for pool in &foreign {
-        replace(format!("nodepool/{}", pool.name), Manifest::any_node_pool(&pool.name));
+        replace(Manifest::any_node_pool(&pool.name));
     }
     if !a.keep_crds {
         for name in karpenter::node_classes(&api.kube).await? {
             if name != "default" {
-                replace(format!("ec2nodeclass/{name}"), Manifest::any_node_class(&name));
+                replace(Manifest::any_node_class(&name));
             }
         }
     }
@@ -242,26 +248,23 @@ async fn release(cx: &Cx) -> Result<String> {
 const AWS_PHASE: usize = 3;
 
 /// The removal phase of a resource: NodePools, EC2NodeClasses, helm releases, the rest.
-fn phase(id: &str) -> usize {
-    if id.starts_with("nodepool/") {
-        0
-    } else if id.starts_with("ec2nodeclass/") {
-        1
-    } else if id.starts_with("helm-release/") {
-        2
-    } else {
-        3
+fn phase(id: &ResourceId) -> usize {
+    match id.kind {
+        Kind::NodePool => 0,
+        Kind::Ec2NodeClass => 1,
+        Kind::HelmRelease => 2,
+        _ => AWS_PHASE,
     }
 }
 
 /// What only tags find once the cluster is gone or changed: karpctl's OIDC providers and the
 /// subnets and security groups it tagged (observed by the search itself: both are karpctl's,
 /// found by its tags for this cluster), and Karpenter's leftovers.
-async fn find_more(cx: &Cx) -> Result<(Vec<(Box<dyn Resource>, Observed)>, Vec<orphans::Orphan>)> {
+async fn find_more(cx: &Cx) -> Result<(Vec<(Box<dyn AnyResource>, Observed)>, Vec<orphans::Orphan>)> {
     let (providers, tagged, leftovers) =
         tokio::join!(oidc_provider::find_owned(cx), tagged_by_karpctl(cx), orphans::find(cx));
-    let owned = || Observed::present(true, Vec::new(), ());
-    let mut extra: Vec<(Box<dyn Resource>, Observed)> = Vec::new();
+    let owned = || Observed::present(true, Vec::new(), ()).erase();
+    let mut extra: Vec<(Box<dyn AnyResource>, Observed)> = Vec::new();
     for arn in providers? {
         extra.push((Box::new(oidc_provider::OidcProvider::with_arn(&arn)), owned()));
     }

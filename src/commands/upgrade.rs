@@ -11,7 +11,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::output::Report;
 use crate::plan::{self, Action, Change, Planned};
 use crate::resources::helm_release::{self, HelmRelease, CONTROLLER, CRDS};
-use crate::resources::{self, Cx, Observed, Presence, Resource};
+use crate::resources::{self, Cx, Observed, Presence, Resource, Set};
 use crate::versions::{self, UpgradePath};
 
 /// Which command walks the set: `upgrade` needs an existing install, `init` does not.
@@ -73,7 +73,7 @@ impl Installed {
         let (controller, crds) = (HelmRelease::controller(&cx.desired), HelmRelease::crds(&cx.desired));
         let (a, b) = tokio::join!(controller.observe(cx), crds.observe(cx));
         let version = |seen: Observed| HelmRelease::installed_version(&seen).map(str::to_string);
-        Ok(Installed { controller: version(a?), crds: version(b?) })
+        Ok(Installed { controller: version(a?.erase()), crds: version(b?.erase()) })
     }
 
     /// The version an upgrade starts from: the older of the two (a half-done upgrade moved
@@ -105,7 +105,7 @@ pub fn check_path(installed: &Installed, d: &Desired, walk: Walk) -> Result<Opti
 /// After the new controller runs: remove the policies and rules karpctl made that this
 /// version no longer uses (never a foreign one).
 pub async fn retire(cx: &Cx) -> Result<Vec<Change>> {
-    let set: Vec<Box<dyn Resource>> = resources::desired_set(&cx.desired, &cx.cluster, None)
+    let set: Set = resources::desired_set(&cx.desired, &cx.cluster, None)?
         .into_iter()
         .filter(|r| r.not_wanted(cx).is_some_and(|why| why.starts_with(versions::NOT_USED)))
         .collect();

@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 
 use super::ignore_gone;
-use super::{tag_map, Cx, Drift, Observed, Presence, Resource};
+use super::{tag_map, Cx, Dep, Drift, Kind, Observed, Presence, Resource, ResourceId};
 use crate::desired::Desired;
 use crate::error::{Error, Result, ResultExt};
 use crate::retry::{classify, patiently};
@@ -17,11 +17,12 @@ pub const NODE_ENTRY_TYPE: &str = "EC2_LINUX";
 #[derive(Debug, Clone)]
 pub struct AccessEntry {
     principal: String,
-    role_id: String,
+    role_id: ResourceId,
 }
 
+/// What observing it finds that applying or removing it uses.
 #[derive(Debug)]
-struct Facts {
+pub struct Facts {
     wrong_type: bool,
     arn: String,
 }
@@ -29,7 +30,7 @@ struct Facts {
 impl AccessEntry {
     /// The entry for the node role.
     pub fn new(d: &Desired) -> Self {
-        AccessEntry { principal: d.node_role_arn(), role_id: format!("iam-role/{}", d.names.node_role.name) }
+        AccessEntry { principal: d.node_role_arn(), role_id: super::role::id(&d.names.node_role.name) }
     }
 
     async fn create(&self, cx: &Cx) -> Result<()> {
@@ -56,12 +57,14 @@ impl AccessEntry {
 
 #[async_trait]
 impl Resource for AccessEntry {
-    fn id(&self) -> String {
-        format!("access-entry/{}", self.principal)
+    type Facts = Facts;
+
+    fn id(&self) -> ResourceId {
+        ResourceId::new(Kind::AccessEntry, &self.principal)
     }
 
-    fn depends_on(&self) -> Vec<String> {
-        vec![self.role_id.clone()]
+    fn depends_on(&self) -> Vec<Dep> {
+        vec![Dep::on(self.role_id.clone())]
     }
 
     fn not_wanted(&self, cx: &Cx) -> Option<String> {
@@ -69,7 +72,7 @@ impl Resource for AccessEntry {
             .then(|| "the cluster authenticates with the aws-auth ConfigMap only (see aws-auth/...)".to_string())
     }
 
-    async fn observe(&self, cx: &Cx) -> Result<Observed> {
+    async fn observe(&self, cx: &Cx) -> Result<Observed<Facts>> {
         // Access entries cannot exist on a CONFIG_MAP cluster (EKS refuses the calls).
         if !cx.cluster.auth_mode.has_api() || !cx.cluster.exists() {
             return Ok(Observed::absent());
@@ -99,9 +102,9 @@ impl Resource for AccessEntry {
         Ok(Observed::present(owned, drift, Facts { wrong_type, arn }))
     }
 
-    async fn apply(&self, cx: &Cx, seen: &Observed) -> Result<()> {
+    async fn apply(&self, cx: &Cx, seen: &Observed<Facts>) -> Result<()> {
         let eks = &cx.aws.eks;
-        let Some(f) = seen.facts::<Facts>() else { return self.create(cx).await };
+        let Some(f) = seen.facts() else { return self.create(cx).await };
         if f.wrong_type {
             eks.delete_access_entry()
                 .cluster_name(&cx.cluster.name)
@@ -122,7 +125,7 @@ impl Resource for AccessEntry {
         Ok(())
     }
 
-    async fn delete(&self, cx: &Cx, _seen: &Observed) -> Result<()> {
+    async fn delete(&self, cx: &Cx, _seen: &Observed<Facts>) -> Result<()> {
         let r =
             cx.aws.eks.delete_access_entry().cluster_name(&cx.cluster.name).principal_arn(&self.principal).send().await;
         ignore_gone(

@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 
-use super::{Cx, Drift, Observed, Resource};
+use super::{Cx, Dep, Drift, Kind, Observed, Resource, ResourceId};
 use crate::desired::Desired;
 use crate::error::{Error, ErrorKind, Result};
 use crate::kube::aws_auth::{self, AwsAuthChange, NodeRoleMapping};
@@ -12,13 +12,13 @@ use crate::kube::aws_auth::{self, AwsAuthChange, NodeRoleMapping};
 #[derive(Debug, Clone)]
 pub struct AwsAuthMapping {
     role_arn: String,
-    role_id: String,
+    role_id: ResourceId,
 }
 
 impl AwsAuthMapping {
     /// The node role's mapping.
     pub fn new(d: &Desired) -> Self {
-        AwsAuthMapping { role_arn: d.node_role_arn(), role_id: format!("iam-role/{}", d.names.node_role.name) }
+        AwsAuthMapping { role_arn: d.node_role_arn(), role_id: super::role::id(&d.names.node_role.name) }
     }
 }
 
@@ -31,12 +31,14 @@ fn foreign_hint(arn: &str) -> String {
 
 #[async_trait]
 impl Resource for AwsAuthMapping {
-    fn id(&self) -> String {
-        format!("aws-auth/{}", self.role_arn)
+    type Facts = ();
+
+    fn id(&self) -> ResourceId {
+        ResourceId::new(Kind::AwsAuth, &self.role_arn)
     }
 
-    fn depends_on(&self) -> Vec<String> {
-        vec![self.role_id.clone()]
+    fn depends_on(&self) -> Vec<Dep> {
+        vec![Dep::on(self.role_id.clone())]
     }
 
     fn is_cluster_side(&self) -> bool {
@@ -50,7 +52,7 @@ impl Resource for AwsAuthMapping {
         cx.api().err()
     }
 
-    async fn observe(&self, cx: &Cx) -> Result<Observed> {
+    async fn observe(&self, cx: &Cx) -> Result<Observed<()>> {
         let Ok(api) = cx.api() else { return Ok(Observed::absent()) };
         Ok(match aws_auth::observe_node_role(&api.kube, &self.role_arn).await? {
             NodeRoleMapping::NoConfigMap | NodeRoleMapping::Missing => Observed::absent(),
@@ -64,7 +66,7 @@ impl Resource for AwsAuthMapping {
         })
     }
 
-    async fn apply(&self, cx: &Cx, _seen: &Observed) -> Result<()> {
+    async fn apply(&self, cx: &Cx, _seen: &Observed<()>) -> Result<()> {
         let api = cx.api().map_err(|r| Error::new(ErrorKind::ClusterState, r))?;
         match aws_auth::ensure_node_role(&api.kube, &self.role_arn).await? {
             AwsAuthChange::Foreign(_) => Err(Error::new(
@@ -76,7 +78,7 @@ impl Resource for AwsAuthMapping {
         }
     }
 
-    async fn delete(&self, cx: &Cx, _seen: &Observed) -> Result<()> {
+    async fn delete(&self, cx: &Cx, _seen: &Observed<()>) -> Result<()> {
         let api = cx.api().map_err(|r| Error::new(ErrorKind::ClusterState, r))?;
         aws_auth::remove_node_role(&api.kube, &self.role_arn).await.map(|_| ())
     }

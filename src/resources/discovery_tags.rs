@@ -13,7 +13,7 @@ use aws_sdk_ec2::types::{Filter, RouteTable, Subnet, Tag};
 use tokio::sync::OnceCell;
 
 use super::ignore_gone;
-use super::{Cx, Drift, Observed, Presence, Resource};
+use super::{Cx, Drift, Kind, Observed, Presence, Resource, ResourceId};
 use crate::desired::{DISCOVERY_MARKER_TAG, DISCOVERY_TAG, TAG_MANAGED_BY_VALUE};
 use crate::error::{Error, ErrorKind, Result};
 
@@ -128,11 +128,13 @@ pub fn public_reason(subnet: &Subnet, tables: &[RouteTable]) -> Option<String> {
 
 #[async_trait]
 impl Resource for DiscoveryTags {
-    fn id(&self) -> String {
-        format!("ec2-tags/{}", self.resource_id)
+    type Facts = ();
+
+    fn id(&self) -> ResourceId {
+        ResourceId::new(Kind::Ec2Tags, &self.resource_id)
     }
 
-    async fn observe(&self, cx: &Cx) -> Result<Observed> {
+    async fn observe(&self, cx: &Cx) -> Result<Observed<()>> {
         let out = cx
             .aws
             .ec2
@@ -182,7 +184,7 @@ impl Resource for DiscoveryTags {
         Ok(seen)
     }
 
-    async fn apply(&self, cx: &Cx, seen: &Observed) -> Result<()> {
+    async fn apply(&self, cx: &Cx, seen: &Observed<()>) -> Result<()> {
         if seen.presence == Presence::Shared {
             return Ok(());
         }
@@ -198,7 +200,7 @@ impl Resource for DiscoveryTags {
         Ok(())
     }
 
-    async fn delete(&self, cx: &Cx, _seen: &Observed) -> Result<()> {
+    async fn delete(&self, cx: &Cx, _seen: &Observed<()>) -> Result<()> {
         // Only tags karpctl added reach here (Owned = marker present); both go.
         let r = cx
             .aws

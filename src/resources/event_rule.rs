@@ -7,7 +7,7 @@ use aws_sdk_eventbridge::types::{RuleState, Tag, Target};
 use serde_json::Value;
 
 use super::ignore_gone;
-use super::{Cx, Drift, Observed, Presence, Resource};
+use super::{Cx, Dep, Drift, Kind, Observed, Presence, Resource, ResourceId};
 use crate::desired::Desired;
 use crate::diff::{self, Compare};
 use crate::error::{Error, ErrorKind, Result, ResultExt};
@@ -20,11 +20,12 @@ pub const TARGET_ID: &str = "KarpenterInterruptionQueueTarget";
 #[derive(Debug, Clone)]
 pub struct EventRule {
     name: String,
-    queue_id: String,
+    queue_id: ResourceId,
 }
 
+/// What observing it finds that applying or removing it uses.
 #[derive(Debug)]
-struct Facts {
+pub struct Facts {
     arn: String,
     rule_differs: bool,
     target_missing: bool,
@@ -32,10 +33,15 @@ struct Facts {
     target_ids: Vec<String>,
 }
 
+/// The id of the rule `name`.
+pub fn id(name: &str) -> ResourceId {
+    ResourceId::new(Kind::EventRule, name)
+}
+
 impl EventRule {
     /// The rule named `name` (one of `Names::rules`).
     pub fn new(d: &Desired, name: &str) -> Self {
-        EventRule { name: name.to_string(), queue_id: format!("sqs-queue/{}", d.names.queue.name) }
+        EventRule { name: name.to_string(), queue_id: super::queue::id(&d.names.queue.name) }
     }
 
     fn pattern<'a>(&self, cx: &'a Cx) -> Result<&'a Value> {
@@ -110,12 +116,14 @@ impl EventRule {
 
 #[async_trait]
 impl Resource for EventRule {
-    fn id(&self) -> String {
-        format!("event-rule/{}", self.name)
+    type Facts = Facts;
+
+    fn id(&self) -> ResourceId {
+        id(&self.name)
     }
 
-    fn depends_on(&self) -> Vec<String> {
-        vec![self.queue_id.clone()]
+    fn depends_on(&self) -> Vec<Dep> {
+        vec![Dep::on(self.queue_id.clone())]
     }
 
     fn not_wanted(&self, cx: &Cx) -> Option<String> {
@@ -128,7 +136,7 @@ impl Resource for EventRule {
             .then(|| format!("{} {}", crate::versions::NOT_USED, cx.desired.target.karpenter_version))
     }
 
-    async fn observe(&self, cx: &Cx) -> Result<Observed> {
+    async fn observe(&self, cx: &Cx) -> Result<Observed<Facts>> {
         let ev = &cx.aws.events;
         let rule = ev.describe_rule().name(&self.name).send().await.map_err(|e| {
             Error::aws(format!("failed to read EventBridge rule {}", self.name), "events:DescribeRule", e)
@@ -170,8 +178,8 @@ impl Resource for EventRule {
         ))
     }
 
-    async fn apply(&self, cx: &Cx, seen: &Observed) -> Result<()> {
-        let Some(f) = seen.facts::<Facts>() else {
+    async fn apply(&self, cx: &Cx, seen: &Observed<Facts>) -> Result<()> {
+        let Some(f) = seen.facts() else {
             self.put_rule(cx, Some(EventRule::tags(cx)?)).await?;
             return self.put_target(cx).await;
         };
@@ -194,13 +202,13 @@ impl Resource for EventRule {
         Ok(())
     }
 
-    async fn delete(&self, cx: &Cx, seen: &Observed) -> Result<()> {
+    async fn delete(&self, cx: &Cx, seen: &Observed<Facts>) -> Result<()> {
         // EventBridge refuses to delete a rule that still has targets, and for a moment after
         // RemoveTargets it still sees them; RemoveTargets itself may fail some entries. So the
         // whole removal is retried until the rule goes: the first attempt removes the targets
         // observation listed (no extra round trip), a retry lists them again.
         let what = format!("EventBridge rule {}", self.name);
-        let mut known = seen.facts::<Facts>().map(|f| f.target_ids.clone());
+        let mut known = seen.facts().map(|f| f.target_ids.clone());
         patiently(&what, classify, || self.remove_targets_and_rule(cx, known.take())).await
     }
 }

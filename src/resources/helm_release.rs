@@ -6,8 +6,8 @@
 use async_trait::async_trait;
 use serde_json::Value;
 
-use super::{Cx, Drift, Observed, Resource};
-use crate::desired::{Desired, SERVICE_ACCOUNT, TAG_MANAGED_BY, TAG_MANAGED_BY_VALUE};
+use super::{Cx, Dep, Drift, Kind, Observed, Resource, ResourceId};
+use crate::desired::{Desired, TAG_MANAGED_BY, TAG_MANAGED_BY_VALUE};
 use crate::diff::{self, Compare};
 use crate::error::{Error, ErrorKind, Result};
 use crate::helm::{self, Step};
@@ -24,11 +24,12 @@ pub const CRDS: &str = "karpenter-crd";
 pub struct HelmRelease {
     name: &'static str,
     namespace: String,
-    depends: Vec<String>,
+    depends: Vec<Dep>,
 }
 
+/// What observing it finds that applying or removing it uses.
 #[derive(Debug)]
-struct Facts {
+pub struct Facts {
     /// The values the release was installed with (`helm get values`).
     values: Value,
     /// The chart version installed.
@@ -36,17 +37,18 @@ struct Facts {
 }
 
 /// The id of a release.
-pub fn id(namespace: &str, name: &str) -> String {
-    format!("helm-release/{namespace}/{name}")
+pub fn id(namespace: &str, name: &str) -> ResourceId {
+    ResourceId::new(Kind::HelmRelease, format!("{namespace}/{name}"))
 }
 
 impl HelmRelease {
     /// The CRD chart, after the controller permissions and event rules of its version: an
     /// upgrade grants the new version what it needs before anything of it runs.
     pub fn crds(d: &Desired) -> Self {
-        let mut depends: Vec<String> = d.wanted_policies().map(|(_, n)| format!("iam-policy/{}", n.name)).collect();
+        let mut depends: Vec<Dep> =
+            d.wanted_policies().map(|(_, n)| Dep::on(super::managed_policy::id(&n.name))).collect();
         if d.target.interruption {
-            depends.extend(d.wanted_rules().map(|(_, n)| format!("event-rule/{}", n.name)));
+            depends.extend(d.wanted_rules().map(|(_, n)| Dep::on(super::event_rule::id(&n.name))));
         }
         HelmRelease { name: CRDS, namespace: d.target.namespace.clone(), depends }
     }
@@ -54,14 +56,17 @@ impl HelmRelease {
     /// The controller chart, after its CRDs and the identity and queue it starts with.
     pub fn controller(d: &Desired) -> Self {
         let ns = &d.target.namespace;
-        let depends = vec![
+        let depends = [
             id(ns, CRDS),
-            format!("iam-role/{}", d.names.controller_role.name),
-            format!("pod-identity-association/{ns}/{SERVICE_ACCOUNT}"),
+            super::role::id(&d.names.controller_role.name),
+            super::pod_identity::id(ns),
             // Without a running agent the controller gets no credentials and hangs at start.
-            super::pod_identity_agent::PodIdentityAgent.id(),
-            format!("sqs-queue/{}", d.names.queue.name),
-        ];
+            super::pod_identity_agent::id(),
+            super::queue::id(&d.names.queue.name),
+        ]
+        .into_iter()
+        .map(Dep::on)
+        .collect();
         HelmRelease { name: CONTROLLER, namespace: ns.clone(), depends }
     }
 
@@ -82,11 +87,13 @@ impl HelmRelease {
 
 #[async_trait]
 impl Resource for HelmRelease {
-    fn id(&self) -> String {
+    type Facts = Facts;
+
+    fn id(&self) -> ResourceId {
         id(&self.namespace, self.name)
     }
 
-    fn depends_on(&self) -> Vec<String> {
+    fn depends_on(&self) -> Vec<Dep> {
         self.depends.clone()
     }
 
@@ -102,7 +109,7 @@ impl Resource for HelmRelease {
         }
     }
 
-    async fn observe(&self, cx: &Cx) -> Result<Observed> {
+    async fn observe(&self, cx: &Cx) -> Result<Observed<Facts>> {
         let Ok(api) = cx.api() else { return Ok(Observed::absent()) };
         let Some(helm) = api.helm.as_deref() else { return Ok(Observed::absent()) };
         let env = crate::helm::EnvSource::helm_env(&api.kube).await?;
@@ -142,7 +149,7 @@ impl Resource for HelmRelease {
         Ok(Observed::present(owned, drift, Facts { values, version }))
     }
 
-    async fn apply(&self, cx: &Cx, _seen: &Observed) -> Result<()> {
+    async fn apply(&self, cx: &Cx, _seen: &Observed<Facts>) -> Result<()> {
         let api = cx.api().map_err(|r| Error::new(ErrorKind::ClusterState, r))?;
         let (d, extra, name) = (&cx.desired, &api.extra, self.name);
         if name == CRDS {
@@ -161,7 +168,7 @@ impl Resource for HelmRelease {
         .await
     }
 
-    async fn delete(&self, cx: &Cx, _seen: &Observed) -> Result<()> {
+    async fn delete(&self, cx: &Cx, _seen: &Observed<Facts>) -> Result<()> {
         let (name, ns) = (self.name, self.namespace.clone());
         self.run(cx, move |_| vec![helm::uninstall_step(name, &ns)]).await
     }
@@ -170,11 +177,11 @@ impl Resource for HelmRelease {
 impl HelmRelease {
     /// The values an observed release was installed with, so doctor reads them once.
     pub fn installed_values(seen: &Observed) -> Option<&Value> {
-        seen.facts::<Facts>().map(|f| &f.values)
+        seen.facts_of::<Self>().map(|f| &f.values)
     }
 
     /// The chart version an observed release runs, for upgrade paths and doctor.
     pub fn installed_version(seen: &Observed) -> Option<&str> {
-        seen.facts::<Facts>().map(|f| f.version.as_str())
+        seen.facts_of::<Self>().map(|f| f.version.as_str())
     }
 }

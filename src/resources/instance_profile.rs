@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 
 use super::ignore_gone;
-use super::{iam_owned, iam_tags, Cx, Drift, Observed, Presence, Resource};
+use super::{iam_owned, iam_tags, Cx, Dep, Drift, Kind, Observed, Presence, Resource, ResourceId};
 use crate::desired::Desired;
 use crate::error::{Error, Result, ResultExt};
 use crate::retry::{classify_fresh, patiently};
@@ -16,8 +16,9 @@ pub struct InstanceProfile {
     role: String,
 }
 
+/// What observing it finds that applying or removing it uses.
 #[derive(Debug)]
-struct Facts {
+pub struct Facts {
     /// Roles in the profile that are not the node role (a profile holds at most one).
     other_roles: Vec<String>,
     has_role: bool,
@@ -54,15 +55,17 @@ impl InstanceProfile {
 
 #[async_trait]
 impl Resource for InstanceProfile {
-    fn id(&self) -> String {
-        format!("iam-instance-profile/{}", self.name)
+    type Facts = Facts;
+
+    fn id(&self) -> ResourceId {
+        ResourceId::new(Kind::IamInstanceProfile, &self.name)
     }
 
-    fn depends_on(&self) -> Vec<String> {
-        vec![format!("iam-role/{}", self.role)]
+    fn depends_on(&self) -> Vec<Dep> {
+        vec![Dep::on(super::role::id(&self.role))]
     }
 
-    async fn observe(&self, cx: &Cx) -> Result<Observed> {
+    async fn observe(&self, cx: &Cx) -> Result<Observed<Facts>> {
         let got = cx.aws.iam.get_instance_profile().instance_profile_name(&self.name).send().await.map_err(|e| {
             Error::aws(format!("failed to read instance profile {}", self.name), "iam:GetInstanceProfile", e)
         });
@@ -81,9 +84,9 @@ impl Resource for InstanceProfile {
         Ok(Observed::present(iam_owned(&cx.desired, p.tags()), drift, Facts { other_roles, has_role }))
     }
 
-    async fn apply(&self, cx: &Cx, seen: &Observed) -> Result<()> {
+    async fn apply(&self, cx: &Cx, seen: &Observed<Facts>) -> Result<()> {
         let iam = &cx.aws.iam;
-        let Some(f) = seen.facts::<Facts>() else {
+        let Some(f) = seen.facts() else {
             iam.create_instance_profile()
                 .instance_profile_name(&self.name)
                 .set_tags(Some(iam_tags(&cx.desired)?))
@@ -132,9 +135,9 @@ impl Resource for InstanceProfile {
         true
     }
 
-    async fn delete(&self, cx: &Cx, seen: &Observed) -> Result<()> {
+    async fn delete(&self, cx: &Cx, seen: &Observed<Facts>) -> Result<()> {
         // The roles observation saw: no second read before the delete.
-        let roles: Vec<String> = match seen.facts::<Facts>() {
+        let roles: Vec<String> = match seen.facts() {
             Some(f) => f.other_roles.iter().cloned().chain(f.has_role.then(|| self.role.clone())).collect(),
             None => Vec::new(),
         };

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 
 use super::ignore_gone;
-use super::{iam_owned, iam_tags, parse_policy, policy_eq, Cx, Drift, Observed, Presence, Resource};
+use super::{iam_owned, iam_tags, parse_policy, policy_eq, Cx, Drift, Kind, Observed, Presence, Resource, ResourceId};
 use crate::desired::Desired;
 use crate::diff::{self, Compare};
 use crate::error::{Error, ErrorKind, Result, ResultExt};
@@ -19,9 +19,15 @@ pub struct ManagedPolicy {
     arn: String,
 }
 
+/// What observing it finds that applying or removing it uses.
 #[derive(Debug)]
-struct Facts {
+pub struct Facts {
     document_differs: bool,
+}
+
+/// The id of the policy `name`.
+pub fn id(name: &str) -> ResourceId {
+    ResourceId::new(Kind::IamPolicy, name)
 }
 
 impl ManagedPolicy {
@@ -69,8 +75,10 @@ impl ManagedPolicy {
 
 #[async_trait]
 impl Resource for ManagedPolicy {
-    fn id(&self) -> String {
-        format!("iam-policy/{}", self.name)
+    type Facts = Facts;
+
+    fn id(&self) -> ResourceId {
+        id(&self.name)
     }
 
     fn not_wanted(&self, cx: &Cx) -> Option<String> {
@@ -80,7 +88,7 @@ impl Resource for ManagedPolicy {
             .then(|| format!("{} {}", crate::versions::NOT_USED, cx.desired.target.karpenter_version))
     }
 
-    async fn observe(&self, cx: &Cx) -> Result<Observed> {
+    async fn observe(&self, cx: &Cx) -> Result<Observed<Facts>> {
         let iam = &cx.aws.iam;
         let got = iam
             .get_policy()
@@ -111,10 +119,10 @@ impl Resource for ManagedPolicy {
         Ok(Observed::present(owned, drift, Facts { document_differs }))
     }
 
-    async fn apply(&self, cx: &Cx, seen: &Observed) -> Result<()> {
+    async fn apply(&self, cx: &Cx, seen: &Observed<Facts>) -> Result<()> {
         let iam = &cx.aws.iam;
         let doc = self.document(cx)?;
-        let Some(f) = seen.facts::<Facts>() else {
+        let Some(f) = seen.facts() else {
             iam.create_policy()
                 .policy_name(&self.name)
                 .policy_document(&doc)
@@ -152,13 +160,13 @@ impl Resource for ManagedPolicy {
         true
     }
 
-    async fn prepare_delete(&self, cx: &Cx, _seen: &Observed) -> Result<()> {
+    async fn prepare_delete(&self, cx: &Cx, _seen: &Observed<Facts>) -> Result<()> {
         // Runs while the roles using the policy are being deleted: detaching here and there
         // at once only makes one of the two calls answer NoSuchEntity, which is done.
         self.empty(cx).await
     }
 
-    async fn delete(&self, cx: &Cx, _seen: &Observed) -> Result<()> {
+    async fn delete(&self, cx: &Cx, _seen: &Observed<Facts>) -> Result<()> {
         match self.delete_policy(cx).await {
             // Attached again, or given a version, since `prepare_delete`: once more.
             Err(e) if e.code.as_deref() == Some("DeleteConflict") => {

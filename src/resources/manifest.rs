@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use serde_json::{json, Value};
 
 use super::helm_release::{self, CRDS};
-use super::{Cx, Drift, Observed, Resource};
+use super::{Cx, Dep, Drift, Kind, Observed, Resource, ResourceId};
 use crate::desired::Desired;
 use crate::diff::{self, Compare};
 use crate::error::{Error, ErrorKind, Result};
@@ -18,7 +18,7 @@ pub struct Manifest {
     api_version: &'static str,
     kind: &'static str,
     name: String,
-    depends: Vec<String>,
+    depends: Vec<Dep>,
     nodepool: bool,
     /// Removed whoever made it (`teardown --all-nodepools`); never applied.
     any_owner: bool,
@@ -31,7 +31,10 @@ impl Manifest {
             api_version: "karpenter.k8s.aws/v1",
             kind: "EC2NodeClass",
             name: "default".into(),
-            depends: vec![helm_release::id(&d.target.namespace, CRDS), format!("iam-role/{}", d.names.node_role.name)],
+            depends: vec![
+                Dep::on(helm_release::id(&d.target.namespace, CRDS)),
+                Dep::on(super::role::id(&d.names.node_role.name)),
+            ],
             nodepool: false,
             any_owner: false,
         }
@@ -43,7 +46,10 @@ impl Manifest {
             api_version: "karpenter.sh/v1",
             kind: "NodePool",
             name: "default".into(),
-            depends: vec![helm_release::id(&d.target.namespace, CRDS), "ec2nodeclass/default".into()],
+            depends: vec![
+                Dep::on(helm_release::id(&d.target.namespace, CRDS)),
+                Dep::on(ResourceId::new(Kind::Ec2NodeClass, "default")),
+            ],
             nodepool: true,
             any_owner: false,
         }
@@ -93,11 +99,13 @@ pub fn contains(have: &Value, want: &Value) -> bool {
 
 #[async_trait]
 impl Resource for Manifest {
-    fn id(&self) -> String {
-        format!("{}/{}", self.kind.to_ascii_lowercase(), self.name)
+    type Facts = ();
+
+    fn id(&self) -> ResourceId {
+        ResourceId::new(if self.nodepool { Kind::NodePool } else { Kind::Ec2NodeClass }, &self.name)
     }
 
-    fn depends_on(&self) -> Vec<String> {
+    fn depends_on(&self) -> Vec<Dep> {
         self.depends.clone()
     }
 
@@ -112,7 +120,7 @@ impl Resource for Manifest {
         cx.api().err()
     }
 
-    async fn observe(&self, cx: &Cx) -> Result<Observed> {
+    async fn observe(&self, cx: &Cx) -> Result<Observed<()>> {
         let Ok(api) = cx.api() else { return Ok(Observed::absent()) };
         let Some(obj) = api.kube.get(self.api_version, self.kind, None, &self.name).await? else {
             return Ok(Observed::absent());
@@ -138,12 +146,12 @@ impl Resource for Manifest {
         Ok(Observed::present(owned, drift, ()))
     }
 
-    async fn apply(&self, cx: &Cx, _seen: &Observed) -> Result<()> {
+    async fn apply(&self, cx: &Cx, _seen: &Observed<()>) -> Result<()> {
         let api = cx.api().map_err(|r| Error::new(ErrorKind::ClusterState, r))?;
         api.kube.apply(&self.desired(cx)?).await.map(|_| ())
     }
 
-    async fn delete(&self, cx: &Cx, _seen: &Observed) -> Result<()> {
+    async fn delete(&self, cx: &Cx, _seen: &Observed<()>) -> Result<()> {
         let api = cx.api().map_err(|r| Error::new(ErrorKind::ClusterState, r))?;
         api.kube.delete(self.api_version, self.kind, None, &self.name).await.map(|_| ())
     }

@@ -7,6 +7,7 @@ pub mod aws_auth;
 pub mod discovery_tags;
 pub mod event_rule;
 pub mod helm_release;
+pub mod id;
 pub mod instance_profile;
 pub mod managed_policy;
 pub mod manifest;
@@ -32,6 +33,8 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::helm::ExtraValues;
 use crate::kube::Kube;
 use crate::render::Documents;
+
+pub use id::{check_set, Dep, Kind, ResourceId};
 
 /// Everything a resource needs to observe and apply itself.
 #[derive(Debug)]
@@ -122,21 +125,38 @@ impl Drift {
     }
 }
 
+/// The facts of an observation once the set has erased their type: only [`AnyResource`]'s
+/// adapter turns them back into the resource's own type.
+pub type Erased = dyn Any + Send + Sync;
+
 /// What observation found. `facts` carries what the resource's own `apply` needs (versions,
-/// ids, URLs), so apply never re-reads what observation already knows.
-#[derive(Clone)]
-pub struct Observed {
+/// ids, URLs), so apply never re-reads what observation already knows. A resource sees its
+/// own facts' type `F` ([`Resource::Facts`]); the set holds them erased (the default `F`), and
+/// the adapter gives a resource back only facts of its own type, so a wrong one is an error
+/// rather than a silent "absent, create it".
+pub struct Observed<F: ?Sized = Erased> {
     /// Existence and ownership.
     pub presence: Presence,
     /// Differences from the desired state (empty: converged).
     pub drift: Vec<Drift>,
     /// Set when the resource does not apply to this install, with the reason.
     pub skip: Option<String>,
-    /// The resource's own observation details.
-    pub facts: Option<Arc<dyn Any + Send + Sync>>,
+    /// The resource's own observation details (None: nothing was found).
+    facts: Option<Arc<F>>,
 }
 
-impl std::fmt::Debug for Observed {
+impl<F: ?Sized> Clone for Observed<F> {
+    fn clone(&self) -> Self {
+        Observed {
+            presence: self.presence,
+            drift: self.drift.clone(),
+            skip: self.skip.clone(),
+            facts: self.facts.clone(),
+        }
+    }
+}
+
+impl<F: ?Sized> std::fmt::Debug for Observed<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Observed")
             .field("presence", &self.presence)
@@ -146,7 +166,7 @@ impl std::fmt::Debug for Observed {
     }
 }
 
-impl Observed {
+impl<F: ?Sized> Observed<F> {
     /// Nothing there.
     pub fn absent() -> Self {
         Observed { presence: Presence::Absent, drift: Vec::new(), skip: None, facts: None }
@@ -156,31 +176,63 @@ impl Observed {
     pub fn skipped(reason: impl Into<String>) -> Self {
         Observed { presence: Presence::Absent, drift: Vec::new(), skip: Some(reason.into()), facts: None }
     }
+}
 
+impl<F: Send + Sync + 'static> Observed<F> {
     /// It exists; ownership from its tags.
-    pub fn present(owned: bool, drift: Vec<Drift>, facts: impl Any + Send + Sync) -> Self {
+    pub fn present(owned: bool, drift: Vec<Drift>, facts: F) -> Self {
         let presence = if owned { Presence::Owned } else { Presence::Foreign };
         Observed { presence, drift, skip: None, facts: Some(Arc::new(facts)) }
     }
 
     /// It exists, with the presence the resource decided (Shared: usable, never karpctl's).
-    pub fn present_as(presence: Presence, drift: Vec<Drift>, facts: impl Any + Send + Sync) -> Self {
+    pub fn present_as(presence: Presence, drift: Vec<Drift>, facts: F) -> Self {
         Observed { presence, drift, skip: None, facts: Some(Arc::new(facts)) }
     }
 
-    /// The facts as the resource's own type.
-    pub fn facts<T: 'static>(&self) -> Option<&T> {
-        self.facts.as_deref().and_then(|f| f.downcast_ref::<T>())
+    /// The facts observation found (None: the resource was not found).
+    pub fn facts(&self) -> Option<&F> {
+        self.facts.as_deref()
+    }
+
+    /// The observation as the set holds it.
+    pub fn erase(self) -> Observed {
+        let facts = self.facts.map(|f| f as Arc<Erased>);
+        Observed { presence: self.presence, drift: self.drift, skip: self.skip, facts }
     }
 }
 
-/// One AWS resource of the install.
+impl Observed {
+    /// The observation with the facts as `F`; an error when they are of another type (an
+    /// observation handed to a resource that did not make it: a bug, never a create).
+    fn typed<F: Send + Sync + 'static>(&self, id: &ResourceId) -> Result<Observed<F>> {
+        let facts = match self.facts.clone().map(Arc::downcast::<F>).transpose() {
+            Ok(facts) => facts,
+            Err(_) => {
+                return Err(Error::new(ErrorKind::Render, format!("{id} was handed another resource's observation"))
+                    .with_hint("this is a bug in karpctl; please report it"))
+            }
+        };
+        Ok(Observed { presence: self.presence, drift: self.drift.clone(), skip: self.skip.clone(), facts })
+    }
+
+    /// The facts of `R`'s observation, for a reader outside the walk (doctor reading the values
+    /// a release was installed with): None when nothing was found, or the observation is not `R`'s.
+    pub fn facts_of<R: Resource>(&self) -> Option<&R::Facts> {
+        self.facts.as_deref().and_then(|f| f.downcast_ref::<R::Facts>())
+    }
+}
+
+/// One resource of the install: the trait each resource module implements, with its own type of
+/// observed facts. The set holds resources as [`AnyResource`].
 #[async_trait]
-pub trait Resource: Send + Sync {
-    /// `<kind>/<name>` as in the contract.
-    fn id(&self) -> String;
-    /// Ids of the resources that must exist before this one is applied.
-    fn depends_on(&self) -> Vec<String> {
+pub trait Resource: Send + Sync + 'static {
+    /// What `observe` learns that `apply` and `delete` use.
+    type Facts: Send + Sync + 'static;
+    /// Its id (`<kind>/<name>` in the contract).
+    fn id(&self) -> ResourceId;
+    /// The resources that must exist before this one is applied, and go after it is removed.
+    fn depends_on(&self) -> Vec<Dep> {
         Vec::new()
     }
     /// Why the resource is not part of this install (e.g. `--no-interruption`), if it is not.
@@ -189,19 +241,19 @@ pub trait Resource: Send + Sync {
         None
     }
     /// Read what exists. The only place that reads AWS.
-    async fn observe(&self, cx: &Cx) -> Result<Observed>;
+    async fn observe(&self, cx: &Cx) -> Result<Observed<Self::Facts>>;
     /// Converge: create it, repair its drift, or (adopting) tag it as karpctl's.
-    async fn apply(&self, cx: &Cx, seen: &Observed) -> Result<()>;
+    async fn apply(&self, cx: &Cx, seen: &Observed<Self::Facts>) -> Result<()>;
     /// The part of removing it that need not wait for the resources depending on it to be
     /// gone (detaching a role's policies while its instance profile is deleted). Teardown runs
     /// it as soon as it starts, then [`Resource::delete`] once the dependents are deleted.
-    async fn prepare_delete(&self, _cx: &Cx, _seen: &Observed) -> Result<()> {
+    async fn prepare_delete(&self, _cx: &Cx, _seen: &Observed<Self::Facts>) -> Result<()> {
         Ok(())
     }
     /// Remove it (teardown calls this only for resources karpctl owns), together with what
     /// must go first for the delete to succeed (attachments, targets, versions) that
     /// [`Resource::prepare_delete`] did not already remove.
-    async fn delete(&self, cx: &Cx, seen: &Observed) -> Result<()>;
+    async fn delete(&self, cx: &Cx, seen: &Observed<Self::Facts>) -> Result<()>;
     /// Whether it is IAM (kept by `teardown --keep-iam`).
     fn is_iam(&self) -> bool {
         false
@@ -212,11 +264,77 @@ pub trait Resource: Send + Sync {
     }
 }
 
+/// A resource of the set with its facts' type erased: what the planner walks. Implemented for
+/// every [`Resource`] by the one adapter below, the only place facts change type.
+#[async_trait]
+pub trait AnyResource: Send + Sync {
+    /// See [`Resource::id`].
+    fn id(&self) -> ResourceId;
+    /// See [`Resource::depends_on`].
+    fn depends_on(&self) -> Vec<Dep>;
+    /// See [`Resource::not_wanted`].
+    fn not_wanted(&self, cx: &Cx) -> Option<String>;
+    /// See [`Resource::observe`].
+    async fn observe(&self, cx: &Cx) -> Result<Observed>;
+    /// See [`Resource::apply`].
+    async fn apply(&self, cx: &Cx, seen: &Observed) -> Result<()>;
+    /// See [`Resource::prepare_delete`].
+    async fn prepare_delete(&self, cx: &Cx, seen: &Observed) -> Result<()>;
+    /// See [`Resource::delete`].
+    async fn delete(&self, cx: &Cx, seen: &Observed) -> Result<()>;
+    /// See [`Resource::is_iam`].
+    fn is_iam(&self) -> bool;
+    /// See [`Resource::is_cluster_side`].
+    fn is_cluster_side(&self) -> bool;
+}
+
+#[async_trait]
+impl<R: Resource> AnyResource for R {
+    fn id(&self) -> ResourceId {
+        Resource::id(self)
+    }
+    fn depends_on(&self) -> Vec<Dep> {
+        Resource::depends_on(self)
+    }
+    fn not_wanted(&self, cx: &Cx) -> Option<String> {
+        Resource::not_wanted(self, cx)
+    }
+    async fn observe(&self, cx: &Cx) -> Result<Observed> {
+        Ok(Resource::observe(self, cx).await?.erase())
+    }
+    async fn apply(&self, cx: &Cx, seen: &Observed) -> Result<()> {
+        Resource::apply(self, cx, &seen.typed(&Resource::id(self))?).await
+    }
+    async fn prepare_delete(&self, cx: &Cx, seen: &Observed) -> Result<()> {
+        Resource::prepare_delete(self, cx, &seen.typed(&Resource::id(self))?).await
+    }
+    async fn delete(&self, cx: &Cx, seen: &Observed) -> Result<()> {
+        Resource::delete(self, cx, &seen.typed(&Resource::id(self))?).await
+    }
+    fn is_iam(&self) -> bool {
+        Resource::is_iam(self)
+    }
+    fn is_cluster_side(&self) -> bool {
+        Resource::is_cluster_side(self)
+    }
+}
+
+/// The resources of one walk, in the set's order.
+pub type Set = Vec<Box<dyn AnyResource>>;
+
+/// A complete set, checked: every dependency a resource declares names a resource of the set
+/// (or is declared optional). Every walk checks its set once it has added all it adds.
+pub fn checked(set: Set) -> Result<Set> {
+    let members: Vec<(ResourceId, Vec<Dep>)> = set.iter().map(|r| (r.id(), r.depends_on())).collect();
+    check_set(&members)?;
+    Ok(set)
+}
+
 /// The ordered desired set for a cluster: every resource `init` considers, in apply order.
 /// `subnets`: the subnets chosen with `--subnets` for the discovery tag (default: the
 /// cluster's own, of which only the private ones are tagged).
-pub fn desired_set(d: &Desired, cluster: &ClusterInfo, subnets: Option<&[String]>) -> Vec<Box<dyn Resource>> {
-    let mut set: Vec<Box<dyn Resource>> = Vec::new();
+pub fn desired_set(d: &Desired, cluster: &ClusterInfo, subnets: Option<&[String]>) -> Result<Set> {
+    let mut set: Set = Vec::new();
     set.push(Box::new(oidc_provider::OidcProvider::new(d)));
     set.push(Box::new(role::Role::node(d)));
     set.push(Box::new(instance_profile::InstanceProfile::new(d)));
@@ -248,7 +366,7 @@ pub fn desired_set(d: &Desired, cluster: &ClusterInfo, subnets: Option<&[String]
     set.push(Box::new(helm_release::HelmRelease::controller(d)));
     set.push(Box::new(manifest::Manifest::node_class(d)));
     set.push(Box::new(manifest::Manifest::node_pool(d)));
-    set
+    checked(set)
 }
 
 /// A delete whose target is already gone has done its job (a re-run after a crash, a
@@ -317,7 +435,91 @@ fn normalize(v: &Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::desired::tests::target;
+    use crate::desired::AuthMode;
     use serde_json::json;
+
+    fn cluster() -> ClusterInfo {
+        let caller = crate::cluster::Caller {
+            account: "111122223333".into(),
+            arn: "arn:aws:iam::111122223333:user/u".into(),
+            partition: crate::desired::Partition::Aws,
+        };
+        ClusterInfo {
+            status: "ACTIVE".into(),
+            subnet_ids: vec!["subnet-1".into(), "subnet-2".into()],
+            cluster_security_group_id: Some("sg-1".into()),
+            ..ClusterInfo::gone("demo", "eu-west-1", caller)
+        }
+    }
+
+    /// Every set karpctl builds: init's and doctor's under each auth mode, option and version
+    /// (upgrade's is init's for another version), and teardown's with what it adds.
+    fn every_set() -> Vec<(String, Set)> {
+        let mut out = Vec::new();
+        for release in crate::versions::TABLE {
+            for auth in [AuthMode::Irsa, AuthMode::PodIdentity] {
+                for (interruption, default_nodepool) in [(true, true), (false, true), (true, false), (false, false)] {
+                    for subnets in [None, Some(&["subnet-9".to_string()][..])] {
+                        let mut t = target(auth);
+                        t.karpenter_version = release.version.to_string();
+                        (t.interruption, t.default_nodepool) = (interruption, default_nodepool);
+                        let d = Desired::new(t).unwrap();
+                        let what = format!(
+                            "{} {auth:?} interruption={interruption} nodepool={default_nodepool} subnets={subnets:?}",
+                            release.version
+                        );
+                        out.push((what, desired_set(&d, &cluster(), subnets).unwrap()));
+                    }
+                }
+            }
+        }
+        // Teardown: the desired set (pod-identity names both identities), NodePools and
+        // EC2NodeClasses of any owner, what only tags find, and Karpenter's leftovers, one of
+        // them holding a role karpctl did not make.
+        let d = Desired::new(target(AuthMode::PodIdentity)).unwrap();
+        let mut set = desired_set(&d, &cluster(), None).unwrap();
+        set.push(Box::new(manifest::Manifest::any_node_pool("team")));
+        set.push(Box::new(manifest::Manifest::any_node_class("team")));
+        set.push(Box::new(oidc_provider::OidcProvider::with_arn("arn:aws:iam::1:oidc-provider/o/id/OLD")));
+        set.push(Box::new(discovery_tags::DiscoveryTags::new("subnet-old".into())));
+        let roles = vec![d.names.node_role.name.clone(), "someone-elses-role".to_string()];
+        for orphan in orphans::leftovers(vec!["i-1".into()], vec!["lt-1".into()], vec![("profile".into(), roles)]) {
+            set.push(Box::new(orphan));
+        }
+        out.push(("teardown".into(), set));
+        out
+    }
+
+    #[test]
+    fn every_set_karpctl_builds_depends_only_on_its_own_resources() {
+        for (what, set) in every_set() {
+            let members: Vec<_> = set.iter().map(|r| (r.id(), r.depends_on())).collect();
+            if let Err(e) = check_set(&members) {
+                panic!("{what}: {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_set_with_an_unknown_dependency_is_refused() {
+        let d = Desired::new(target(AuthMode::PodIdentity)).unwrap();
+        let mut set = desired_set(&d, &cluster(), None).unwrap();
+        // The NodePool without its EC2NodeClass: its dependency names nothing in the set.
+        set.retain(|r| r.id().kind != Kind::Ec2NodeClass);
+        let e = checked(set).err().map(|e| e.message);
+        assert_eq!(e.as_deref(), Some("nodepool/default depends on ec2nodeclass/default, which is not in the set"));
+    }
+
+    #[test]
+    fn a_resource_is_never_handed_another_resources_facts() {
+        let role = role::id("r");
+        let seen = Observed::present(true, vec![], 7u32).erase();
+        assert_eq!(seen.typed::<u32>(&role).unwrap().facts(), Some(&7));
+        assert!(seen.typed::<String>(&role).is_err());
+        // Absent has no facts of any type: the create path, as it should be.
+        assert!(Observed::absent().typed::<String>(&role).unwrap().facts().is_none());
+    }
 
     #[test]
     fn policies_compare_as_iam_evaluates_them() {

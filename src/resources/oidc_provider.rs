@@ -4,14 +4,14 @@
 
 use async_trait::async_trait;
 
-use super::{iam_owned, iam_tags, ignore_gone, Cx, Drift, Observed, Presence, Resource};
+use super::{iam_owned, iam_tags, ignore_gone, Cx, Drift, Kind, Observed, Presence, Resource, ResourceId};
 use crate::desired::{issuer_host_path, AuthMode, Desired, STS_AUDIENCE};
 use crate::error::{Error, Result, ResultExt};
 
 /// The OIDC provider.
 #[derive(Debug, Clone)]
 pub struct OidcProvider {
-    id: String,
+    id: ResourceId,
     arn: Option<String>,
 }
 
@@ -24,7 +24,7 @@ impl OidcProvider {
     /// A provider known by its ARN (teardown finds karpctl's by its tags once the cluster is gone).
     pub fn with_arn(arn: &str) -> Self {
         let hp = arn.split_once(":oidc-provider/").map(|(_, hp)| hp).unwrap_or(arn);
-        OidcProvider { id: format!("oidc-provider/{hp}"), arn: Some(arn.to_string()) }
+        OidcProvider { id: ResourceId::new(Kind::OidcProvider, hp), arn: Some(arn.to_string()) }
     }
 }
 
@@ -50,19 +50,22 @@ pub async fn find_owned(cx: &Cx) -> Result<Vec<String>> {
 }
 
 /// The provider's resource id: `oidc-provider/<issuer host/path>`.
-pub fn id(d: &Desired) -> String {
+pub fn id(d: &Desired) -> ResourceId {
     let hp = d.target.issuer.as_deref().and_then(|i| issuer_host_path(i).ok()).unwrap_or_default();
-    format!("oidc-provider/{hp}")
+    ResourceId::new(Kind::OidcProvider, hp)
 }
 
+/// What observing it finds that applying or removing it uses.
 #[derive(Debug)]
-struct Facts {
+pub struct Facts {
     missing_audience: bool,
 }
 
 #[async_trait]
 impl Resource for OidcProvider {
-    fn id(&self) -> String {
+    type Facts = Facts;
+
+    fn id(&self) -> ResourceId {
         self.id.clone()
     }
 
@@ -74,7 +77,7 @@ impl Resource for OidcProvider {
         true
     }
 
-    async fn observe(&self, cx: &Cx) -> Result<Observed> {
+    async fn observe(&self, cx: &Cx) -> Result<Observed<Facts>> {
         let Some(arn) = self.arn.clone() else { return Ok(Observed::absent()) };
         let got = cx
             .aws
@@ -93,12 +96,12 @@ impl Resource for OidcProvider {
         Ok(Observed::present_as(presence, drift, Facts { missing_audience }))
     }
 
-    async fn apply(&self, cx: &Cx, seen: &Observed) -> Result<()> {
+    async fn apply(&self, cx: &Cx, seen: &Observed<Facts>) -> Result<()> {
         let iam = &cx.aws.iam;
         let (Some(issuer), Some(arn)) = (cx.desired.target.issuer.as_deref(), cx.desired.oidc_provider_arn()) else {
             return Ok(());
         };
-        match seen.facts::<Facts>() {
+        match seen.facts() {
             None => {
                 iam.create_open_id_connect_provider()
                     .url(issuer)
@@ -129,7 +132,7 @@ impl Resource for OidcProvider {
         Ok(())
     }
 
-    async fn delete(&self, cx: &Cx, _seen: &Observed) -> Result<()> {
+    async fn delete(&self, cx: &Cx, _seen: &Observed<Facts>) -> Result<()> {
         let Some(arn) = &self.arn else { return Ok(()) };
         let done = cx.aws.iam.delete_open_id_connect_provider().open_id_connect_provider_arn(arn).send().await;
         ignore_gone(

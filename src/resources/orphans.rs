@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{Filter, InstanceStateName};
 
-use super::{ignore_gone, instance_profile::delete_instance_profile, Cx, Observed, Resource};
+use super::{ignore_gone, instance_profile::delete_instance_profile, Cx, Dep, Kind, Observed, Resource, ResourceId};
 use crate::error::{Error, ErrorKind, Result, ResultExt};
 
 /// How long teardown waits for terminated instances to be gone (they hold ENIs in the subnets).
@@ -38,7 +38,7 @@ pub struct Orphan {
     roles: Vec<String>,
     /// For an instance, the launch templates and profiles found with it: it "depends on"
     /// them, so teardown terminates it before deleting them.
-    after: Vec<String>,
+    after: Vec<ResourceId>,
 }
 
 impl Orphan {
@@ -85,24 +85,25 @@ pub async fn find(cx: &Cx) -> Result<Vec<Orphan>> {
         instances.map_err(|e| Error::aws("failed to look for Karpenter's instances", "ec2:DescribeInstances", e))?;
     let templates = templates
         .map_err(|e| Error::aws("failed to look for Karpenter's launch templates", "ec2:DescribeLaunchTemplates", e))?;
-    let mut rest: Vec<Orphan> = templates
-        .iter()
-        .filter_map(|t| t.launch_template_id())
-        .map(|t| Orphan::new(OrphanKind::LaunchTemplate, t))
-        .collect();
-    for (name, roles) in profiles? {
+    let templates = templates.iter().filter_map(|t| t.launch_template_id()).map(str::to_string).collect();
+    let instances =
+        instances.iter().flat_map(|r| r.instances()).filter_map(|i| i.instance_id()).map(str::to_string).collect();
+    Ok(leftovers(instances, templates, profiles?))
+}
+
+/// The leftovers from what the searches found: instance ids, launch template ids, and instance
+/// profiles with the roles they hold.
+pub fn leftovers(instances: Vec<String>, templates: Vec<String>, profiles: Vec<(String, Vec<String>)>) -> Vec<Orphan> {
+    let mut rest: Vec<Orphan> = templates.into_iter().map(|t| Orphan::new(OrphanKind::LaunchTemplate, t)).collect();
+    for (name, roles) in profiles {
         rest.push(Orphan { roles, ..Orphan::new(OrphanKind::InstanceProfile, name) });
     }
     // Instances use the templates and profiles: they go first.
-    let used: Vec<String> = rest.iter().map(Orphan::id_of).collect();
-    let mut out: Vec<Orphan> = instances
-        .iter()
-        .flat_map(|r| r.instances())
-        .filter_map(|i| i.instance_id())
-        .map(|i| Orphan { after: used.clone(), ..Orphan::new(OrphanKind::Instance, i) })
-        .collect();
+    let used: Vec<ResourceId> = rest.iter().map(Orphan::id_of).collect();
+    let mut out: Vec<Orphan> =
+        instances.into_iter().map(|i| Orphan { after: used.clone(), ..Orphan::new(OrphanKind::Instance, i) }).collect();
     out.extend(rest);
-    Ok(out)
+    out
 }
 
 /// The IAM path under which Karpenter creates this cluster's instance profiles:
@@ -177,39 +178,43 @@ async fn terminate(cx: &Cx, id: &str) -> Result<()> {
 }
 
 impl Orphan {
-    fn id_of(&self) -> String {
-        match self.kind {
-            OrphanKind::Instance => format!("ec2-instance/{}", self.key),
-            OrphanKind::LaunchTemplate => format!("launch-template/{}", self.key),
-            OrphanKind::InstanceProfile => format!("iam-instance-profile/{}", self.key),
-        }
+    fn id_of(&self) -> ResourceId {
+        let kind = match self.kind {
+            OrphanKind::Instance => Kind::Ec2Instance,
+            OrphanKind::LaunchTemplate => Kind::LaunchTemplate,
+            OrphanKind::InstanceProfile => Kind::IamInstanceProfile,
+        };
+        ResourceId::new(kind, &self.key)
     }
 }
 
 #[async_trait]
 impl Resource for Orphan {
-    fn id(&self) -> String {
+    type Facts = ();
+
+    fn id(&self) -> ResourceId {
         self.id_of()
     }
 
-    fn depends_on(&self) -> Vec<String> {
+    fn depends_on(&self) -> Vec<Dep> {
         // A profile "depends on" the roles it holds, as karpctl's own profile does on the node
-        // role: so the role waits for the profile to be deleted before it is.
-        let roles = self.roles.iter().map(|r| format!("iam-role/{r}"));
-        self.after.iter().cloned().chain(roles).collect()
+        // role: so the role waits for the profile to be deleted before it is. A role that is
+        // not karpctl's is not in the set, and nothing waits.
+        let roles = self.roles.iter().map(|r| Dep::if_present(super::role::id(r)));
+        self.after.iter().cloned().map(Dep::on).chain(roles).collect()
     }
 
-    async fn observe(&self, _cx: &Cx) -> Result<Observed> {
+    async fn observe(&self, _cx: &Cx) -> Result<Observed<()>> {
         // Found by Karpenter's tags for this cluster: that is what makes it removable.
         Ok(Observed::present(true, Vec::new(), ()))
     }
 
-    async fn apply(&self, _cx: &Cx, _seen: &Observed) -> Result<()> {
+    async fn apply(&self, _cx: &Cx, _seen: &Observed<()>) -> Result<()> {
         // Leftovers are only ever removed; no desired state creates them.
         Ok(())
     }
 
-    async fn delete(&self, cx: &Cx, _seen: &Observed) -> Result<()> {
+    async fn delete(&self, cx: &Cx, _seen: &Observed<()>) -> Result<()> {
         match self.kind {
             OrphanKind::Instance => terminate(cx, &self.key).await,
             OrphanKind::LaunchTemplate => {

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 
 use super::ignore_gone;
-use super::{tag_map, Cx, Drift, Observed, Presence, Resource};
+use super::{tag_map, Cx, Dep, Drift, Kind, Observed, Presence, Resource, ResourceId};
 use crate::desired::{AuthMode, Desired, SERVICE_ACCOUNT};
 use crate::error::{Error, Result};
 use crate::retry::{classify, patiently};
@@ -14,14 +14,20 @@ use crate::retry::{classify, patiently};
 pub struct PodIdentityAssociation {
     namespace: String,
     role_arn: String,
-    role_id: String,
+    role_id: ResourceId,
 }
 
+/// What observing it finds that applying or removing it uses.
 #[derive(Debug)]
-struct Facts {
+pub struct Facts {
     id: String,
     arn: String,
     role_differs: bool,
+}
+
+/// The id of the association for the controller in `namespace`.
+pub fn id(namespace: &str) -> ResourceId {
+    ResourceId::new(Kind::PodIdentityAssociation, format!("{namespace}/{SERVICE_ACCOUNT}"))
 }
 
 impl PodIdentityAssociation {
@@ -30,26 +36,28 @@ impl PodIdentityAssociation {
         PodIdentityAssociation {
             namespace: d.target.namespace.clone(),
             role_arn: d.controller_role_arn(),
-            role_id: format!("iam-role/{}", d.names.controller_role.name),
+            role_id: super::role::id(&d.names.controller_role.name),
         }
     }
 }
 
 #[async_trait]
 impl Resource for PodIdentityAssociation {
-    fn id(&self) -> String {
-        format!("pod-identity-association/{}/{SERVICE_ACCOUNT}", self.namespace)
+    type Facts = Facts;
+
+    fn id(&self) -> ResourceId {
+        id(&self.namespace)
     }
 
-    fn depends_on(&self) -> Vec<String> {
-        vec![self.role_id.clone()]
+    fn depends_on(&self) -> Vec<Dep> {
+        vec![Dep::on(self.role_id.clone())]
     }
 
     fn not_wanted(&self, cx: &Cx) -> Option<String> {
         (cx.desired.target.auth != AuthMode::PodIdentity).then(|| "not used with --auth irsa".to_string())
     }
 
-    async fn observe(&self, cx: &Cx) -> Result<Observed> {
+    async fn observe(&self, cx: &Cx) -> Result<Observed<Facts>> {
         if !cx.cluster.exists() {
             return Ok(Observed::absent());
         }
@@ -92,11 +100,11 @@ impl Resource for PodIdentityAssociation {
         Ok(Observed::present(owned, drift, facts))
     }
 
-    async fn apply(&self, cx: &Cx, seen: &Observed) -> Result<()> {
+    async fn apply(&self, cx: &Cx, seen: &Observed<Facts>) -> Result<()> {
         let eks = &cx.aws.eks;
         // EKS cannot see a role IAM has just made: "Role provided in the request does not exist".
         let what = format!("role {} to EKS", self.role_arn.rsplit('/').next().unwrap_or(""));
-        let Some(f) = seen.facts::<Facts>() else {
+        let Some(f) = seen.facts() else {
             return patiently(&what, classify, || async {
                 eks.create_pod_identity_association()
                     .cluster_name(&cx.cluster.name)
@@ -146,8 +154,8 @@ impl Resource for PodIdentityAssociation {
         Ok(())
     }
 
-    async fn delete(&self, cx: &Cx, seen: &Observed) -> Result<()> {
-        let Some(f) = seen.facts::<Facts>() else { return Ok(()) };
+    async fn delete(&self, cx: &Cx, seen: &Observed<Facts>) -> Result<()> {
+        let Some(f) = seen.facts() else { return Ok(()) };
         let r = cx
             .aws
             .eks

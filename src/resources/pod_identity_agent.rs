@@ -11,7 +11,7 @@
 use async_trait::async_trait;
 use aws_sdk_eks::types::{Addon, AddonStatus};
 
-use super::{ignore_gone, tag_map, Cx, Drift, Observed, Presence, Resource};
+use super::{ignore_gone, tag_map, Cx, Drift, Kind, Observed, Presence, Resource, ResourceId};
 use crate::desired::AuthMode;
 use crate::error::{Error, ErrorKind, Result, ResultExt};
 use crate::retry::{classify, patiently};
@@ -19,12 +19,18 @@ use crate::retry::{classify, patiently};
 /// The add-on's name.
 pub const AGENT_ADDON: &str = "eks-pod-identity-agent";
 
+/// The add-on's id.
+pub fn id() -> ResourceId {
+    ResourceId::new(Kind::EksAddon, AGENT_ADDON)
+}
+
 /// The Pod Identity agent add-on.
 #[derive(Debug, Clone, Copy)]
 pub struct PodIdentityAgent;
 
+/// What observing it finds that applying or removing it uses.
 #[derive(Debug)]
-struct Facts {
+pub struct Facts {
     status: AddonStatus,
 }
 
@@ -90,15 +96,17 @@ impl PodIdentityAgent {
 
 #[async_trait]
 impl Resource for PodIdentityAgent {
-    fn id(&self) -> String {
-        format!("eks-addon/{AGENT_ADDON}")
+    type Facts = Facts;
+
+    fn id(&self) -> ResourceId {
+        id()
     }
 
     fn not_wanted(&self, cx: &Cx) -> Option<String> {
         (cx.desired.target.auth != AuthMode::PodIdentity).then(|| "not used with --auth irsa".to_string())
     }
 
-    async fn observe(&self, cx: &Cx) -> Result<Observed> {
+    async fn observe(&self, cx: &Cx) -> Result<Observed<Facts>> {
         if !cx.cluster.exists() {
             return Ok(Observed::absent());
         }
@@ -121,8 +129,8 @@ impl Resource for PodIdentityAgent {
         Ok(Observed::present_as(presence, drift, Facts { status }))
     }
 
-    async fn apply(&self, cx: &Cx, seen: &Observed) -> Result<()> {
-        match seen.facts::<Facts>().map(|f| &f.status) {
+    async fn apply(&self, cx: &Cx, seen: &Observed<Facts>) -> Result<()> {
+        match seen.facts().map(|f| &f.status) {
             None => {
                 // A DELETING add-on refuses the create (ResourceInUseException, "currently in
                 // DELETING state") until it is gone: waited for as a transition.
@@ -151,7 +159,7 @@ impl Resource for PodIdentityAgent {
         self.wait_active(cx).await
     }
 
-    async fn delete(&self, cx: &Cx, _seen: &Observed) -> Result<()> {
+    async fn delete(&self, cx: &Cx, _seen: &Observed<Facts>) -> Result<()> {
         let r = cx.aws.eks.delete_addon().cluster_name(&cx.cluster.name).addon_name(AGENT_ADDON).send().await;
         ignore_gone(
             r.map_err(|e| Error::aws(format!("failed to remove the {AGENT_ADDON} add-on"), "eks:DeleteAddon", e)),

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use aws_sdk_sqs::types::QueueAttributeName;
 
 use super::ignore_gone;
-use super::{parse_policy, policy_eq, tag_map, Cx, Drift, Observed, Presence, Resource};
+use super::{parse_policy, policy_eq, tag_map, Cx, Drift, Kind, Observed, Presence, Resource, ResourceId};
 use crate::desired::Desired;
 use crate::diff::{self, Compare};
 use crate::error::{Error, Result, ResultExt};
@@ -22,11 +22,17 @@ pub struct Queue {
     name: String,
 }
 
+/// What observing it finds that applying or removing it uses.
 #[derive(Debug)]
-struct Facts {
+pub struct Facts {
     url: String,
     /// Attributes to set to repair drift.
     fix: Vec<(QueueAttributeName, String)>,
+}
+
+/// The id of the queue `name`.
+pub fn id(name: &str) -> ResourceId {
+    ResourceId::new(Kind::SqsQueue, name)
 }
 
 impl Queue {
@@ -46,15 +52,17 @@ impl Queue {
 
 #[async_trait]
 impl Resource for Queue {
-    fn id(&self) -> String {
-        format!("sqs-queue/{}", self.name)
+    type Facts = Facts;
+
+    fn id(&self) -> ResourceId {
+        id(&self.name)
     }
 
     fn not_wanted(&self, cx: &Cx) -> Option<String> {
         (!cx.desired.target.interruption).then(|| "--no-interruption".to_string())
     }
 
-    async fn observe(&self, cx: &Cx) -> Result<Observed> {
+    async fn observe(&self, cx: &Cx) -> Result<Observed<Facts>> {
         let sqs = &cx.aws.sqs;
         let url = sqs
             .get_queue_url()
@@ -103,9 +111,9 @@ impl Resource for Queue {
         Ok(Observed::present(owned, drift, Facts { url, fix }))
     }
 
-    async fn apply(&self, cx: &Cx, seen: &Observed) -> Result<()> {
+    async fn apply(&self, cx: &Cx, seen: &Observed<Facts>) -> Result<()> {
         let sqs = &cx.aws.sqs;
-        let Some(f) = seen.facts::<Facts>() else {
+        let Some(f) = seen.facts() else {
             let mut req = sqs.create_queue().queue_name(&self.name).set_tags(Some(tag_map(&cx.desired)));
             for (k, v) in Queue::desired_attributes(cx) {
                 req = req.attributes(k, v);
@@ -141,8 +149,8 @@ impl Resource for Queue {
         Ok(())
     }
 
-    async fn delete(&self, cx: &Cx, seen: &Observed) -> Result<()> {
-        let Some(f) = seen.facts::<Facts>() else { return Ok(()) };
+    async fn delete(&self, cx: &Cx, seen: &Observed<Facts>) -> Result<()> {
+        let Some(f) = seen.facts() else { return Ok(()) };
         let r = cx.aws.sqs.delete_queue().queue_url(&f.url).send().await;
         ignore_gone(
             r.map_err(|e| Error::aws(format!("failed to delete SQS queue {}", self.name), "sqs:DeleteQueue", e)),

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::ignore_gone;
-use super::{iam_owned, iam_tags, parse_policy, policy_eq, Cx, Drift, Observed, Resource};
+use super::{iam_owned, iam_tags, parse_policy, policy_eq, Cx, Dep, Drift, Kind, Observed, Resource, ResourceId};
 use crate::desired::{Desired, NODE_MANAGED_POLICIES};
 use crate::diff::{self, Compare};
 use crate::error::{Error, ResultExt};
@@ -27,11 +27,12 @@ pub struct Role {
     name: String,
     /// Policy ARNs that must be attached.
     policies: Vec<String>,
-    depends: Vec<String>,
+    depends: Vec<Dep>,
 }
 
+/// What observing it finds that applying or removing it uses.
 #[derive(Debug)]
-struct Facts {
+pub struct Facts {
     missing_policies: Vec<String>,
     trust_differs: bool,
     /// Every policy attached when observed: what teardown detaches without listing again.
@@ -51,8 +52,9 @@ impl Role {
 
     /// The controller role, which needs its policies (and, for IRSA, the OIDC provider) first.
     pub fn controller(d: &Desired) -> Self {
-        let mut depends: Vec<String> = d.wanted_policies().map(|(_, n)| format!("iam-policy/{}", n.name)).collect();
-        depends.push(super::oidc_provider::id(d));
+        let mut depends: Vec<Dep> =
+            d.wanted_policies().map(|(_, n)| Dep::on(super::managed_policy::id(&n.name))).collect();
+        depends.push(Dep::on(super::oidc_provider::id(d)));
         Role {
             kind: RoleKind::Controller,
             name: d.names.controller_role.name.clone(),
@@ -91,15 +93,17 @@ impl Role {
 
 #[async_trait]
 impl Resource for Role {
-    fn id(&self) -> String {
-        format!("iam-role/{}", self.name)
+    type Facts = Facts;
+
+    fn id(&self) -> ResourceId {
+        id(&self.name)
     }
 
-    fn depends_on(&self) -> Vec<String> {
+    fn depends_on(&self) -> Vec<Dep> {
         self.depends.clone()
     }
 
-    async fn observe(&self, cx: &Cx) -> Result<Observed, Error> {
+    async fn observe(&self, cx: &Cx) -> Result<Observed<Facts>, Error> {
         let iam = &cx.aws.iam;
         let (role, attached) = tokio::join!(
             iam.get_role().role_name(&self.name).send(),
@@ -134,10 +138,10 @@ impl Resource for Role {
         Ok(Observed::present(owned, drift, Facts { missing_policies, trust_differs, attached }))
     }
 
-    async fn apply(&self, cx: &Cx, seen: &Observed) -> Result<(), Error> {
+    async fn apply(&self, cx: &Cx, seen: &Observed<Facts>) -> Result<(), Error> {
         let iam = &cx.aws.iam;
         let trust = self.trust(cx).to_string();
-        let Some(f) = seen.facts::<Facts>() else {
+        let Some(f) = seen.facts() else {
             iam.create_role()
                 .role_name(&self.name)
                 .assume_role_policy_document(&trust)
@@ -185,10 +189,10 @@ impl Resource for Role {
         true
     }
 
-    async fn prepare_delete(&self, cx: &Cx, seen: &Observed) -> Result<(), Error> {
+    async fn prepare_delete(&self, cx: &Cx, seen: &Observed<Facts>) -> Result<(), Error> {
         // What observation listed is detached at once, concurrently with the deletes of the
         // profiles and associations that use the role, so only DeleteRole waits for them.
-        let attached = seen.facts::<Facts>().map(|f| f.attached.clone()).unwrap_or_default();
+        let attached = seen.facts().map(|f| f.attached.clone()).unwrap_or_default();
         let inline = async {
             let names = list_inline(cx, &self.name).await?;
             self.delete_inline(cx, &names).await
@@ -196,7 +200,7 @@ impl Resource for Role {
         futures::try_join!(self.detach(cx, &attached), inline).map(|_| ())
     }
 
-    async fn delete(&self, cx: &Cx, _seen: &Observed) -> Result<(), Error> {
+    async fn delete(&self, cx: &Cx, _seen: &Observed<Facts>) -> Result<(), Error> {
         let busy = format!("role {}", self.name);
         // Concurrent writes to the role are waited out; a DeleteConflict first means "something
         // still holds it", handled below.
@@ -291,6 +295,11 @@ pub(crate) async fn detach_role_policy(cx: &Cx, role: &str, arn: &str, what: &st
         })
         .await,
     )
+}
+
+/// The id of the role `name`.
+pub fn id(name: &str) -> ResourceId {
+    ResourceId::new(Kind::IamRole, name)
 }
 
 /// A policy ARN's name, for messages.

@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 
-use super::{Cx, Observed, Presence, Resource};
+use super::{Cx, Kind, Observed, Presence, Resource, ResourceId};
 use crate::error::{Error, ErrorKind, Result};
 
 /// Service-linked roles for spot live under this path (the name differs between AWS and
@@ -32,11 +32,13 @@ async fn exists(cx: &Cx) -> Result<bool> {
 
 #[async_trait]
 impl Resource for SpotServiceLinkedRole {
-    fn id(&self) -> String {
-        "service-linked-role/AWSServiceRoleForEC2Spot".into()
+    type Facts = ();
+
+    fn id(&self) -> ResourceId {
+        ResourceId::new(Kind::ServiceLinkedRole, "AWSServiceRoleForEC2Spot")
     }
 
-    async fn observe(&self, cx: &Cx) -> Result<Observed> {
+    async fn observe(&self, cx: &Cx) -> Result<Observed<()>> {
         if exists(cx).await? {
             Ok(Observed::present_as(Presence::Shared, Vec::new(), ()))
         } else {
@@ -44,7 +46,7 @@ impl Resource for SpotServiceLinkedRole {
         }
     }
 
-    async fn apply(&self, cx: &Cx, _seen: &Observed) -> Result<()> {
+    async fn apply(&self, cx: &Cx, _seen: &Observed<()>) -> Result<()> {
         let created = cx.aws.iam.create_service_linked_role().aws_service_name("spot.amazonaws.com").send().await;
         match created {
             Ok(_) => Ok(()),
@@ -61,7 +63,7 @@ impl Resource for SpotServiceLinkedRole {
         }
     }
 
-    async fn delete(&self, _cx: &Cx, _seen: &Observed) -> Result<()> {
+    async fn delete(&self, _cx: &Cx, _seen: &Observed<()>) -> Result<()> {
         // The account's, never karpctl's: observation never reports it as owned, so this is
         // not reached; deleting it would break spot for every other user of the account.
         Ok(())
