@@ -102,7 +102,10 @@ pub struct Planned {
 pub async fn observe_all(cx: &Cx, set: Set, wanted_only: bool) -> Result<Vec<(Box<dyn AnyResource>, Observed)>> {
     stream::iter(set)
         .map(|r| async move {
-            let seen = match r.not_wanted(cx).filter(|_| wanted_only) {
+            // Without the cluster API a cluster-side resource is skipped, with the reason, by
+            // every walk (teardown too: it cannot remove what it cannot reach).
+            let off = || cx.api().err().filter(|_| r.is_cluster_side());
+            let seen = match r.not_wanted(cx).filter(|_| wanted_only).or_else(off) {
                 Some(reason) => Observed::skipped(reason),
                 None => r.observe(cx).await?,
             };
@@ -219,6 +222,9 @@ pub fn foreign_error(ids: &[ResourceId]) -> Error {
 
 /// The teardown change for one observation: only what karpctl owns is deleted.
 pub fn plan_delete(resource: ResourceId, seen: &Observed, keep: bool) -> Change {
+    if let Some(reason) = &seen.skip {
+        return Change::new(resource, Action::Skip, reason.clone());
+    }
     let (action, detail) = match seen.presence {
         Presence::Absent => (Action::None, "already gone"),
         _ if keep => (Action::Skip, "--keep-iam"),
@@ -388,6 +394,11 @@ const RACES: usize = 3;
 /// done; karpctl's with drift (a role whose policies the other run has not attached yet) is
 /// applied again from the fresh observation; foreign is refused as at plan time.
 async fn apply_one(cx: &Cx, p: &Planned) -> Result<()> {
+    if p.seen.presence == Presence::Foreign {
+        // Adopting (a foreign one is planned only with --adopt): karpctl's tags first, so a
+        // failure midway leaves one the next run sees as karpctl's and repairs.
+        p.resource.tag(cx, &p.seen).await?;
+    }
     let mut fresh: Option<Observed> = None;
     let mut races = 0;
     loop {

@@ -85,9 +85,10 @@ pub async fn remove(a: &TeardownSettings, hooks: &Hooks) -> Result<Report> {
         .map(|(((resource, seen), level), iam)| {
             let id = resource.id();
             let mut change = plan::plan_delete(id.clone(), &seen, a.keep_iam && iam);
-            if let (true, Err(reason)) = (resource.is_cluster_side(), cx.api()) {
-                change = Change::new(id, Action::Skip, reason);
-            } else if a.keep_crds && id == helm_release::id(&cx.desired.target.namespace, helm_release::CRDS) {
+            if a.keep_crds
+                && seen.skip.is_none()
+                && id == helm_release::id(&cx.desired.target.namespace, helm_release::CRDS)
+            {
                 change = Change::new(id, Action::Skip, "--keep-crds");
             }
             Planned { resource, seen, change, level }

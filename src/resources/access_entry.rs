@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 
 use super::ignore_gone;
-use super::{tag_map, Cx, Dep, Drift, Kind, Observed, Presence, Resource, ResourceId};
+use super::{tag_map, Cx, Dep, Drift, Kind, Observed, Resource, ResourceId};
 use crate::desired::Desired;
 use crate::error::{Error, Result, ResultExt};
 use crate::retry::{classify, patiently};
@@ -114,15 +114,12 @@ impl Resource for AccessEntry {
                 .map_err(|e| Error::aws("failed to delete the wrong-type access entry", "eks:DeleteAccessEntry", e))?;
             return self.create(cx).await;
         }
-        if seen.presence == Presence::Foreign {
-            eks.tag_resource()
-                .resource_arn(&f.arn)
-                .set_tags(Some(tag_map(&cx.desired)))
-                .send()
-                .await
-                .map_err(|e| Error::aws("failed to tag the node role's access entry", "eks:TagResource", e))?;
-        }
         Ok(())
+    }
+
+    async fn tag(&self, cx: &Cx, f: &Facts) -> Result<()> {
+        let r = cx.aws.eks.tag_resource().resource_arn(&f.arn).set_tags(Some(tag_map(&cx.desired))).send().await;
+        r.map(|_| ()).map_err(|e| Error::aws("failed to tag the node role's access entry", "eks:TagResource", e))
     }
 
     async fn delete(&self, cx: &Cx, _seen: &Observed<Facts>) -> Result<()> {

@@ -49,11 +49,11 @@ impl Resource for AwsAuthMapping {
         if cx.cluster.auth_mode.has_api() {
             return Some("the cluster uses EKS access entries (see access-entry/...)".into());
         }
-        cx.api().err()
+        None
     }
 
     async fn observe(&self, cx: &Cx) -> Result<Observed<()>> {
-        let Ok(api) = cx.api() else { return Ok(Observed::absent()) };
+        let api = cx.cluster_api()?;
         Ok(match aws_auth::observe_node_role(&api.kube, &self.role_arn).await? {
             NodeRoleMapping::NoConfigMap | NodeRoleMapping::Missing => Observed::absent(),
             // The entry names karpctl's own node role: it is karpctl's to keep and to remove.
@@ -67,7 +67,7 @@ impl Resource for AwsAuthMapping {
     }
 
     async fn apply(&self, cx: &Cx, _seen: &Observed<()>) -> Result<()> {
-        let api = cx.api().map_err(|r| Error::new(ErrorKind::ClusterState, r))?;
+        let api = cx.cluster_api()?;
         match aws_auth::ensure_node_role(&api.kube, &self.role_arn).await? {
             AwsAuthChange::Foreign(_) => Err(Error::new(
                 ErrorKind::Foreign,
@@ -79,7 +79,7 @@ impl Resource for AwsAuthMapping {
     }
 
     async fn delete(&self, cx: &Cx, _seen: &Observed<()>) -> Result<()> {
-        let api = cx.api().map_err(|r| Error::new(ErrorKind::ClusterState, r))?;
+        let api = cx.cluster_api()?;
         aws_auth::remove_node_role(&api.kube, &self.role_arn).await.map(|_| ())
     }
 }

@@ -7,7 +7,7 @@ use aws_sdk_eventbridge::types::{RuleState, Tag, Target};
 use serde_json::Value;
 
 use super::ignore_gone;
-use super::{Cx, Dep, Drift, Kind, Observed, Presence, Resource, ResourceId};
+use super::{Cx, Dep, Drift, Kind, Observed, Resource, ResourceId};
 use crate::desired::Desired;
 use crate::diff::{self, Compare};
 use crate::error::{Error, ErrorKind, Result, ResultExt};
@@ -178,21 +178,16 @@ impl Resource for EventRule {
         ))
     }
 
+    async fn tag(&self, cx: &Cx, f: &Facts) -> Result<()> {
+        let r = cx.aws.events.tag_resource().resource_arn(&f.arn).set_tags(Some(EventRule::tags(cx)?)).send().await;
+        r.map(|_| ()).map_err(|e| Error::aws(format!("failed to tag rule {}", self.name), "events:TagResource", e))
+    }
+
     async fn apply(&self, cx: &Cx, seen: &Observed<Facts>) -> Result<()> {
         let Some(f) = seen.facts() else {
             self.put_rule(cx, Some(EventRule::tags(cx)?)).await?;
             return self.put_target(cx).await;
         };
-        if seen.presence == Presence::Foreign {
-            cx.aws
-                .events
-                .tag_resource()
-                .resource_arn(&f.arn)
-                .set_tags(Some(EventRule::tags(cx)?))
-                .send()
-                .await
-                .map_err(|e| Error::aws(format!("failed to tag rule {}", self.name), "events:TagResource", e))?;
-        }
         if f.rule_differs {
             self.put_rule(cx, None).await?;
         }

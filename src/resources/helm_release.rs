@@ -71,7 +71,7 @@ impl HelmRelease {
     }
 
     async fn run(&self, cx: &Cx, steps: impl FnOnce(&std::path::Path) -> Vec<Step>) -> Result<()> {
-        let api = cx.api().map_err(|r| Error::new(ErrorKind::ClusterState, r))?;
+        let api = cx.cluster_api()?;
         let helm = api.helm.as_deref().ok_or_else(|| {
             Error::new(ErrorKind::NotFound, "helm is needed for the cluster side")
                 .with_hint("install helm 3.8+ or pass --helm PATH")
@@ -102,15 +102,12 @@ impl Resource for HelmRelease {
     }
 
     fn not_wanted(&self, cx: &Cx) -> Option<String> {
-        match cx.api() {
-            Err(reason) => Some(reason),
-            Ok(api) if api.helm.is_none() => Some("helm not found (pass --helm PATH)".into()),
-            Ok(_) => None,
-        }
+        // Without the cluster API the planner skips it with that reason instead.
+        cx.api().ok().filter(|api| api.helm.is_none()).map(|_| "helm not found (pass --helm PATH)".into())
     }
 
     async fn observe(&self, cx: &Cx) -> Result<Observed<Facts>> {
-        let Ok(api) = cx.api() else { return Ok(Observed::absent()) };
+        let api = cx.cluster_api()?;
         let Some(helm) = api.helm.as_deref() else { return Ok(Observed::absent()) };
         let env = crate::helm::EnvSource::helm_env(&api.kube).await?;
         let filter = format!("^{}$", self.name);
@@ -150,7 +147,7 @@ impl Resource for HelmRelease {
     }
 
     async fn apply(&self, cx: &Cx, _seen: &Observed<Facts>) -> Result<()> {
-        let api = cx.api().map_err(|r| Error::new(ErrorKind::ClusterState, r))?;
+        let api = cx.cluster_api()?;
         let (d, extra, name) = (&cx.desired, &api.extra, self.name);
         if name == CRDS {
             // init has refused unowned CRDs unless --adopt: these are the user's to hand over.

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 
 use super::ignore_gone;
-use super::{iam_owned, iam_tags, Cx, Dep, Drift, Kind, Observed, Presence, Resource, ResourceId};
+use super::{iam_owned, iam_tags, Cx, Dep, Drift, Kind, Observed, Resource, ResourceId};
 use crate::desired::Desired;
 use crate::error::{Error, Result, ResultExt};
 use crate::retry::{classify_fresh, patiently};
@@ -84,6 +84,14 @@ impl Resource for InstanceProfile {
         Ok(Observed::present(iam_owned(&cx.desired, p.tags()), drift, Facts { other_roles, has_role }))
     }
 
+    async fn tag(&self, cx: &Cx, _facts: &Facts) -> Result<()> {
+        let tags = Some(iam_tags(&cx.desired)?);
+        let r = cx.aws.iam.tag_instance_profile().instance_profile_name(&self.name).set_tags(tags).send().await;
+        r.map(|_| ()).map_err(|e| {
+            Error::aws(format!("failed to tag instance profile {}", self.name), "iam:TagInstanceProfile", e)
+        })
+    }
+
     async fn apply(&self, cx: &Cx, seen: &Observed<Facts>) -> Result<()> {
         let iam = &cx.aws.iam;
         let Some(f) = seen.facts() else {
@@ -101,16 +109,6 @@ impl Resource for InstanceProfile {
                 })?;
             return self.add_role(cx).await;
         };
-        if seen.presence == Presence::Foreign {
-            iam.tag_instance_profile()
-                .instance_profile_name(&self.name)
-                .set_tags(Some(iam_tags(&cx.desired)?))
-                .send()
-                .await
-                .map_err(|e| {
-                    Error::aws(format!("failed to tag instance profile {}", self.name), "iam:TagInstanceProfile", e)
-                })?;
-        }
         for other in &f.other_roles {
             iam.remove_role_from_instance_profile()
                 .instance_profile_name(&self.name)

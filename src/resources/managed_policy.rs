@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 
 use super::ignore_gone;
-use super::{iam_owned, iam_tags, parse_policy, policy_eq, Cx, Drift, Kind, Observed, Presence, Resource, ResourceId};
+use super::{iam_owned, iam_tags, parse_policy, policy_eq, Cx, Drift, Kind, Observed, Resource, ResourceId};
 use crate::desired::Desired;
 use crate::diff::{self, Compare};
 use crate::error::{Error, ErrorKind, Result, ResultExt};
@@ -119,6 +119,11 @@ impl Resource for ManagedPolicy {
         Ok(Observed::present(owned, drift, Facts { document_differs }))
     }
 
+    async fn tag(&self, cx: &Cx, _facts: &Facts) -> Result<()> {
+        let r = cx.aws.iam.tag_policy().policy_arn(&self.arn).set_tags(Some(iam_tags(&cx.desired)?)).send().await;
+        r.map(|_| ()).map_err(|e| Error::aws(format!("failed to tag IAM policy {}", self.name), "iam:TagPolicy", e))
+    }
+
     async fn apply(&self, cx: &Cx, seen: &Observed<Facts>) -> Result<()> {
         let iam = &cx.aws.iam;
         let doc = self.document(cx)?;
@@ -133,14 +138,6 @@ impl Resource for ManagedPolicy {
                 .map_err(|e| Error::aws(format!("failed to create IAM policy {}", self.name), "iam:CreatePolicy", e))?;
             return Ok(());
         };
-        if seen.presence == Presence::Foreign {
-            iam.tag_policy()
-                .policy_arn(&self.arn)
-                .set_tags(Some(iam_tags(&cx.desired)?))
-                .send()
-                .await
-                .map_err(|e| Error::aws(format!("failed to tag IAM policy {}", self.name), "iam:TagPolicy", e))?;
-        }
         if f.document_differs {
             self.prune_versions(cx).await?;
             iam.create_policy_version()

@@ -117,11 +117,11 @@ impl Resource for Manifest {
         if !cx.desired.target.default_nodepool {
             return Some("--no-default-nodepool".into());
         }
-        cx.api().err()
+        None
     }
 
     async fn observe(&self, cx: &Cx) -> Result<Observed<()>> {
-        let Ok(api) = cx.api() else { return Ok(Observed::absent()) };
+        let api = cx.cluster_api()?;
         let Some(obj) = api.kube.get(self.api_version, self.kind, None, &self.name).await? else {
             return Ok(Observed::absent());
         };
@@ -147,12 +147,12 @@ impl Resource for Manifest {
     }
 
     async fn apply(&self, cx: &Cx, _seen: &Observed<()>) -> Result<()> {
-        let api = cx.api().map_err(|r| Error::new(ErrorKind::ClusterState, r))?;
+        let api = cx.cluster_api()?;
         api.kube.apply(&self.desired(cx)?).await.map(|_| ())
     }
 
     async fn delete(&self, cx: &Cx, _seen: &Observed<()>) -> Result<()> {
-        let api = cx.api().map_err(|r| Error::new(ErrorKind::ClusterState, r))?;
+        let api = cx.cluster_api()?;
         api.kube.delete(self.api_version, self.kind, None, &self.name).await.map(|_| ())
     }
 }

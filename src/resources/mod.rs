@@ -79,6 +79,13 @@ impl Cx {
             ClusterSide::Off(reason) => Err(reason.clone()),
         }
     }
+
+    /// The cluster API for a cluster-side resource. The planner never observes, applies or
+    /// deletes one without it ([`Resource::is_cluster_side`]), so this failing is a walk that
+    /// bypassed the planner.
+    pub fn cluster_api(&self) -> Result<&ClusterApi> {
+        self.api().map_err(|reason| Error::new(ErrorKind::ClusterState, reason))
+    }
 }
 
 /// Whether a resource exists and whose it is.
@@ -242,8 +249,16 @@ pub trait Resource: Send + Sync + 'static {
     }
     /// Read what exists. The only place that reads AWS.
     async fn observe(&self, cx: &Cx) -> Result<Observed<Self::Facts>>;
-    /// Converge: create it, repair its drift, or (adopting) tag it as karpctl's.
+    /// Converge: create it or repair its drift. Tagging one adopted with `--adopt` is
+    /// [`Resource::tag`]'s, done by the planner first.
     async fn apply(&self, cx: &Cx, seen: &Observed<Self::Facts>) -> Result<()>;
+    /// Add karpctl's ownership tags to one found without them (`--adopt`); the planner calls it
+    /// before `apply` repairs any drift. The default does nothing: for a resource whose `apply`
+    /// itself marks it as karpctl's (a helm release's annotation, a manifest's field manager)
+    /// or that is never adopted.
+    async fn tag(&self, _cx: &Cx, _facts: &Self::Facts) -> Result<()> {
+        Ok(())
+    }
     /// The part of removing it that need not wait for the resources depending on it to be
     /// gone (detaching a role's policies while its instance profile is deleted). Teardown runs
     /// it as soon as it starts, then [`Resource::delete`] once the dependents are deleted.
@@ -258,7 +273,8 @@ pub trait Resource: Send + Sync + 'static {
     fn is_iam(&self) -> bool {
         false
     }
-    /// Whether it lives in the cluster (reached through its API and helm, not AWS).
+    /// Whether it lives in the cluster (reached through its API and helm, not AWS). Without the
+    /// cluster API the planner skips it, with the reason ([`Cx::cluster_api`]).
     fn is_cluster_side(&self) -> bool {
         false
     }
@@ -278,6 +294,8 @@ pub trait AnyResource: Send + Sync {
     async fn observe(&self, cx: &Cx) -> Result<Observed>;
     /// See [`Resource::apply`].
     async fn apply(&self, cx: &Cx, seen: &Observed) -> Result<()>;
+    /// See [`Resource::tag`].
+    async fn tag(&self, cx: &Cx, seen: &Observed) -> Result<()>;
     /// See [`Resource::prepare_delete`].
     async fn prepare_delete(&self, cx: &Cx, seen: &Observed) -> Result<()>;
     /// See [`Resource::delete`].
@@ -304,6 +322,14 @@ impl<R: Resource> AnyResource for R {
     }
     async fn apply(&self, cx: &Cx, seen: &Observed) -> Result<()> {
         Resource::apply(self, cx, &seen.typed(&Resource::id(self))?).await
+    }
+    async fn tag(&self, cx: &Cx, seen: &Observed) -> Result<()> {
+        let id = Resource::id(self);
+        match seen.typed::<R::Facts>(&id)?.facts() {
+            Some(facts) => Resource::tag(self, cx, facts).await,
+            None => Err(Error::new(ErrorKind::Render, format!("{id} is to be tagged, but it was not found"))
+                .with_hint("this is a bug in karpctl; please report it")),
+        }
     }
     async fn prepare_delete(&self, cx: &Cx, seen: &Observed) -> Result<()> {
         Resource::prepare_delete(self, cx, &seen.typed(&Resource::id(self))?).await

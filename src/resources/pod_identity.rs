@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 
 use super::ignore_gone;
-use super::{tag_map, Cx, Dep, Drift, Kind, Observed, Presence, Resource, ResourceId};
+use super::{tag_map, Cx, Dep, Drift, Kind, Observed, Resource, ResourceId};
 use crate::desired::{AuthMode, Desired, SERVICE_ACCOUNT};
 use crate::error::{Error, Result};
 use crate::retry::{classify, patiently};
@@ -100,6 +100,11 @@ impl Resource for PodIdentityAssociation {
         Ok(Observed::present(owned, drift, facts))
     }
 
+    async fn tag(&self, cx: &Cx, f: &Facts) -> Result<()> {
+        let r = cx.aws.eks.tag_resource().resource_arn(&f.arn).set_tags(Some(tag_map(&cx.desired))).send().await;
+        r.map(|_| ()).map_err(|e| Error::aws("failed to tag the Pod Identity association", "eks:TagResource", e))
+    }
+
     async fn apply(&self, cx: &Cx, seen: &Observed<Facts>) -> Result<()> {
         let eks = &cx.aws.eks;
         // EKS cannot see a role IAM has just made: "Role provided in the request does not exist".
@@ -125,14 +130,6 @@ impl Resource for PodIdentityAssociation {
             })
             .await;
         };
-        if seen.presence == Presence::Foreign {
-            eks.tag_resource()
-                .resource_arn(&f.arn)
-                .set_tags(Some(tag_map(&cx.desired)))
-                .send()
-                .await
-                .map_err(|e| Error::aws("failed to tag the Pod Identity association", "eks:TagResource", e))?;
-        }
         if f.role_differs {
             patiently(&what, classify, || async {
                 eks.update_pod_identity_association()

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use aws_sdk_sqs::types::QueueAttributeName;
 
 use super::ignore_gone;
-use super::{parse_policy, policy_eq, tag_map, Cx, Drift, Kind, Observed, Presence, Resource, ResourceId};
+use super::{parse_policy, policy_eq, tag_map, Cx, Drift, Kind, Observed, Resource, ResourceId};
 use crate::desired::Desired;
 use crate::diff::{self, Compare};
 use crate::error::{Error, Result, ResultExt};
@@ -111,6 +111,11 @@ impl Resource for Queue {
         Ok(Observed::present(owned, drift, Facts { url, fix }))
     }
 
+    async fn tag(&self, cx: &Cx, f: &Facts) -> Result<()> {
+        let r = cx.aws.sqs.tag_queue().queue_url(&f.url).set_tags(Some(tag_map(&cx.desired))).send().await;
+        r.map(|_| ()).map_err(|e| Error::aws(format!("failed to tag SQS queue {}", self.name), "sqs:TagQueue", e))
+    }
+
     async fn apply(&self, cx: &Cx, seen: &Observed<Facts>) -> Result<()> {
         let sqs = &cx.aws.sqs;
         let Some(f) = seen.facts() else {
@@ -129,14 +134,6 @@ impl Resource for Queue {
             .await?;
             return Ok(());
         };
-        if seen.presence == Presence::Foreign {
-            sqs.tag_queue()
-                .queue_url(&f.url)
-                .set_tags(Some(tag_map(&cx.desired)))
-                .send()
-                .await
-                .map_err(|e| Error::aws(format!("failed to tag SQS queue {}", self.name), "sqs:TagQueue", e))?;
-        }
         if !f.fix.is_empty() {
             let mut req = sqs.set_queue_attributes().queue_url(&f.url);
             for (k, v) in &f.fix {

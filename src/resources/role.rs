@@ -138,6 +138,15 @@ impl Resource for Role {
         Ok(Observed::present(owned, drift, Facts { missing_policies, trust_differs, attached }))
     }
 
+    async fn tag(&self, cx: &Cx, _facts: &Facts) -> Result<(), Error> {
+        let tags = iam_tags(&cx.desired)?;
+        patiently(&format!("role {}", self.name), classify, || async {
+            let r = cx.aws.iam.tag_role().role_name(&self.name).set_tags(Some(tags.clone())).send().await;
+            r.map(|_| ()).map_err(|e| Error::aws(format!("failed to tag IAM role {}", self.name), "iam:TagRole", e))
+        })
+        .await
+    }
+
     async fn apply(&self, cx: &Cx, seen: &Observed<Facts>) -> Result<(), Error> {
         let iam = &cx.aws.iam;
         let trust = self.trust(cx).to_string();
@@ -156,18 +165,6 @@ impl Resource for Role {
             return self.attach(cx, &self.policies).await;
         };
         let busy = format!("role {}", self.name);
-        if seen.presence == super::Presence::Foreign {
-            let tags = iam_tags(&cx.desired)?;
-            patiently(&busy, classify, || async {
-                iam.tag_role()
-                    .role_name(&self.name)
-                    .set_tags(Some(tags.clone()))
-                    .send()
-                    .await
-                    .map_err(|e| Error::aws(format!("failed to tag IAM role {}", self.name), "iam:TagRole", e))
-            })
-            .await?;
-        }
         if f.trust_differs {
             patiently(&busy, classify, || async {
                 iam.update_assume_role_policy().role_name(&self.name).policy_document(&trust).send().await.map_err(
