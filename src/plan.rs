@@ -182,6 +182,15 @@ pub fn levels<T: Eq + Hash>(ids: &[T], deps: &[Vec<T>]) -> Vec<usize> {
     (0..ids.len()).map(|i| visit(i, deps, &index, &mut level, 0)).collect()
 }
 
+/// For each observed resource, the first resource of the set it depends on that is missing
+/// (absent, and part of this install): what doctor reports instead of a cascade of failures.
+pub fn missing_dependency(observed: &[(Box<dyn AnyResource>, Observed)]) -> Vec<Option<ResourceId>> {
+    let missing: HashMap<ResourceId, bool> =
+        observed.iter().map(|(r, seen)| (r.id(), seen.presence == Presence::Absent && seen.skip.is_none())).collect();
+    let deps = dep_ids(observed.iter().map(|(r, _)| r));
+    deps.into_iter().map(|ds| ds.into_iter().find(|d| missing.get(d).copied().unwrap_or(false))).collect()
+}
+
 /// Observe and plan the whole set.
 pub async fn plan(cx: &Cx, set: Set, adopt: bool) -> Result<Vec<Planned>> {
     let ids: Vec<ResourceId> = set.iter().map(|r| r.id()).collect();
@@ -486,6 +495,22 @@ mod tests {
         assert_eq!(dependents(&ids, &deps, &[true, true, true, false]), vec![vec![1], vec![], vec![0], vec![]]);
         assert_eq!(in_cycle(&dependents(&ids, &deps, &[true; 4])), None);
         assert_eq!(in_cycle(&[vec![1], vec![0], vec![]]), Some(0));
+    }
+
+    #[test]
+    fn a_missing_dependency_is_named_once_not_cascaded() {
+        use crate::resources::{instance_profile::InstanceProfile, role::Role};
+        let d =
+            crate::desired::Desired::new(crate::desired::tests::target(crate::desired::AuthMode::PodIdentity)).unwrap();
+        let set = |role: Observed| -> Vec<(Box<dyn AnyResource>, Observed)> {
+            vec![
+                (Box::new(Role::node(&d)), role),
+                (Box::new(InstanceProfile::new(&d)), Observed::<()>::absent().erase()),
+            ]
+        };
+        let role = crate::resources::role::id(&d.names.node_role.name);
+        assert_eq!(missing_dependency(&set(Observed::<()>::absent().erase())), vec![None, Some(role)]);
+        assert_eq!(missing_dependency(&set(Observed::<()>::skipped("not here").erase())), vec![None, None]);
     }
 
     #[test]

@@ -61,6 +61,35 @@ pub struct Document {
     pub text: String,
 }
 
+impl Document {
+    /// A JSON document of `resource` (shown pretty-printed).
+    pub fn json(resource: &crate::resources::ResourceId, kind: DocKind, v: &Value) -> Self {
+        let text = serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string());
+        Document { resource: resource.to_string(), kind, content: v.clone(), text }
+    }
+
+    /// A YAML document of `resource`, kept as written, with its JSON equivalent.
+    pub fn yaml(resource: &crate::resources::ResourceId, kind: DocKind, text: &str) -> Result<Self> {
+        let label = if kind == DocKind::HelmValues { "helm values" } else { "manifest" };
+        Ok(Document {
+            resource: resource.to_string(),
+            kind,
+            content: yaml_to_json(label, text)?,
+            text: text.to_string(),
+        })
+    }
+}
+
+/// The documents of a set, in its order: each resource says which are its own
+/// ([`crate::resources::Resource::documents`]).
+pub fn documents(set: &crate::resources::Set, d: &Desired, docs: &Documents) -> Result<Vec<Document>> {
+    let mut out = Vec::new();
+    for r in set {
+        out.extend(r.documents(d, docs)?);
+    }
+    Ok(out)
+}
+
 /// Every document of the desired state, rendered once per run.
 #[derive(Debug, Clone)]
 pub struct Documents {
@@ -199,45 +228,6 @@ impl Documents {
         }
         Ok(docs)
     }
-
-    /// The documents as the contract's `render` list, in apply order.
-    pub fn list(&self, d: &Desired) -> Result<Vec<Document>> {
-        let n = &d.names;
-        let t = &d.target;
-        let json = |resource: String, kind: DocKind, v: &Value| Document {
-            resource,
-            kind,
-            text: serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string()),
-            content: v.clone(),
-        };
-        let mut out = vec![json(format!("iam-role/{}", n.node_role.name), DocKind::TrustPolicy, &self.node_trust)];
-        for (_, name, doc) in &self.policies {
-            out.push(json(format!("iam-policy/{name}"), DocKind::PermissionPolicy, doc));
-        }
-        out.push(json(format!("iam-role/{}", n.controller_role.name), DocKind::TrustPolicy, &self.controller_trust));
-        if t.interruption {
-            out.push(json(format!("sqs-queue/{}", n.queue.name), DocKind::QueuePolicy, &self.queue_policy));
-            for (name, doc) in &self.event_patterns {
-                out.push(json(format!("event-rule/{name}"), DocKind::EventPattern, doc));
-            }
-        }
-        let yaml = |resource: String, kind: DocKind, text: &str| -> Result<Document> {
-            Ok(Document { resource, kind, content: yaml_to_json(kind_label(kind), text)?, text: text.to_string() })
-        };
-        out.push(yaml(format!("helm-release/{}/karpenter", t.namespace), DocKind::HelmValues, &self.helm_values_yaml)?);
-        if t.default_nodepool {
-            out.push(yaml("ec2nodeclass/default".into(), DocKind::Manifest, &self.node_class_yaml)?);
-            out.push(yaml("nodepool/default".into(), DocKind::Manifest, &self.node_pool_yaml)?);
-        }
-        Ok(out)
-    }
-}
-
-fn kind_label(kind: DocKind) -> &'static str {
-    match kind {
-        DocKind::HelmValues => "helm values",
-        _ => "manifest",
-    }
 }
 
 #[cfg(test)]
@@ -312,16 +302,37 @@ mod tests {
         assert_eq!(docs.node_trust["Statement"][0]["Principal"]["Service"], "ec2.amazonaws.com.cn");
     }
 
+    fn list(d: &Desired) -> Vec<Document> {
+        let cluster = crate::cluster::ClusterInfo::gone(
+            &d.target.cluster,
+            &d.target.region,
+            crate::cluster::Caller {
+                arn: String::new(),
+                account: d.target.account.clone(),
+                partition: d.target.partition,
+            },
+        );
+        let set = crate::resources::desired_set(d, &cluster, None).unwrap();
+        documents(&set, d, &Documents::render(d).unwrap()).unwrap()
+    }
+
     #[test]
     fn list_follows_options() {
         let mut t = target(AuthMode::PodIdentity);
         let d = Desired::new(t.clone()).unwrap();
-        let all = Documents::render(&d).unwrap().list(&d).unwrap();
+        let all = list(&d);
         assert_eq!(all.len(), 1 + 6 + 1 + 1 + 5 + 1 + 2);
+        let order: Vec<&str> = all.iter().map(|doc| doc.resource.split('/').next().unwrap_or("")).collect();
+        let mut expected = vec!["iam-role"];
+        expected.extend(["iam-policy"; 6]);
+        expected.extend(["iam-role", "sqs-queue"]);
+        expected.extend(["event-rule"; 5]);
+        expected.extend(["helm-release", "ec2nodeclass", "nodepool"]);
+        assert_eq!(order, expected);
         t.interruption = false;
         t.default_nodepool = false;
         let d = Desired::new(t).unwrap();
-        let some = Documents::render(&d).unwrap().list(&d).unwrap();
+        let some = list(&d);
         assert_eq!(some.len(), 1 + 6 + 1 + 1);
         assert!(some.iter().all(|doc| !doc.resource.starts_with("event-rule/")));
     }

@@ -1,7 +1,7 @@
 //! `karpctl doctor`: observe every piece of the install (the same resource set `init` converges)
 //! and judge it, explaining each failure and its fix. Read-only.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use aws_sdk_ec2::types::Filter;
@@ -23,7 +23,7 @@ use crate::output::Report;
 use crate::plan;
 use crate::render::{policy_size, Documents, POLICY_SIZE_MAX};
 use crate::resources::helm_release::{HelmRelease, CONTROLLER};
-use crate::resources::{self, discovery_tags, AnyResource, ClusterSide, Cx, Dep, Kind, Observed, Presence, ResourceId};
+use crate::resources::{self, discovery_tags, AnyResource, ClusterSide, Cx, Kind, Observed, ResourceId};
 use crate::settings::DoctorSettings;
 use crate::versions::lookup;
 
@@ -70,16 +70,13 @@ pub async fn check(s: &DoctorSettings, hooks: &Hooks) -> Result<Report> {
     let repair = repair_command(&cx.desired);
 
     let set = resources::desired_set(&cx.desired, &cx.cluster, opts.subnets.as_deref())?;
-    let deps: Vec<Vec<Dep>> = set.iter().map(|r| r.depends_on()).collect();
     let (observed, discovery) = tokio::join!(plan::observe_all(&cx, set, true), discovery_checks(&cx));
     let observed = observed?;
-    let missing: HashMap<ResourceId, bool> =
-        observed.iter().map(|(r, seen)| (r.id(), seen.presence == Presence::Absent && seen.skip.is_none())).collect();
-    for ((r, seen), deps) in observed.iter().zip(deps) {
+    for ((r, seen), missing) in observed.iter().zip(plan::missing_dependency(&observed)) {
         let id = r.id();
         // A missing prerequisite explains its dependants: report it once, not as a cascade.
-        if let Some(dep) = deps.iter().find(|d| missing.get(&d.id).copied().unwrap_or(false)) {
-            checks.push(Check::new(id.to_string(), Status::Skip, format!("needs {}, which is missing", dep.id)));
+        if let Some(dep) = missing {
+            checks.push(Check::new(id.to_string(), Status::Skip, format!("needs {dep}, which is missing")));
             continue;
         }
         let mut check = checks::judge(&id.to_string(), seen, &repair);

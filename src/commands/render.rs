@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use serde_json::json;
 
 use crate::cli::{GlobalArgs, RenderArgs};
+use crate::cluster::{Caller, ClusterInfo};
 use crate::context::Hooks;
 
 use crate::error::{Error, Result};
@@ -23,9 +24,12 @@ pub async fn run(g: &GlobalArgs, a: &RenderArgs, hooks: &Hooks) -> Result<Report
 /// Every document of the set, from offline facts or the discovered cluster.
 pub async fn document(a: &RenderSettings, hooks: &Hooks) -> Result<Report> {
     let opts = &a.install;
-    let target = match &a.source {
+    let (target, cluster) = match &a.source {
         RenderSource::Offline { account, region, partition } => {
-            opts.target(&a.cluster, account, region, *partition, a.issuer.clone())
+            let t = opts.target(&a.cluster, account, region, *partition, a.issuer.clone());
+            // No cluster fact the set takes (subnets, security group) carries a document.
+            let caller = Caller { arn: String::new(), account: account.clone(), partition: *partition };
+            (t, ClusterInfo::gone(&a.cluster, region, caller))
         }
         RenderSource::Cluster(aws) => {
             let common = Common { cluster: a.cluster.clone(), aws: aws.clone(), yes: false };
@@ -34,11 +38,12 @@ pub async fn document(a: &RenderSettings, hooks: &Hooks) -> Result<Report> {
             if a.issuer.is_some() {
                 t.issuer = a.issuer.clone();
             }
-            t
+            (t, session.cluster)
         }
     };
     let desired = super::session::desired(target)?;
-    let docs = Documents::render(&desired)?.list(&desired)?;
+    let set = crate::resources::desired_set(&desired, &cluster, None)?;
+    let docs = crate::render::documents(&set, &desired, &Documents::render(&desired)?)?;
     let mut text = String::new();
     let mut files = Vec::new();
     if let Some(dir) = &a.dir {

@@ -8,6 +8,7 @@ use super::ignore_gone;
 use super::{tag_map, Cx, Dep, Drift, Kind, Observed, Resource, ResourceId};
 use crate::desired::Desired;
 use crate::error::{Error, Result, ResultExt};
+use crate::render::{Document, Documents};
 use crate::retry::{classify, patiently};
 
 /// The node role's access entry type.
@@ -70,6 +71,10 @@ impl Resource for AccessEntry {
     fn not_wanted(&self, cx: &Cx) -> Option<String> {
         (!cx.cluster.auth_mode.has_api())
             .then(|| "the cluster authenticates with the aws-auth ConfigMap only (see aws-auth/...)".to_string())
+    }
+
+    fn documents(&self, _d: &Desired, _docs: &Documents) -> Result<Vec<Document>> {
+        Ok(Vec::new())
     }
 
     async fn observe(&self, cx: &Cx) -> Result<Observed<Facts>> {

@@ -7,6 +7,7 @@ use super::{Cx, Dep, Drift, Kind, Observed, Resource, ResourceId};
 use crate::desired::Desired;
 use crate::error::{Error, ErrorKind, Result};
 use crate::kube::aws_auth::{self, AwsAuthChange, NodeRoleMapping};
+use crate::render::{Document, Documents};
 
 /// The mapping.
 #[derive(Debug, Clone)]
@@ -50,6 +51,10 @@ impl Resource for AwsAuthMapping {
             return Some("the cluster uses EKS access entries (see access-entry/...)".into());
         }
         None
+    }
+
+    fn documents(&self, _d: &Desired, _docs: &Documents) -> Result<Vec<Document>> {
+        Ok(Vec::new())
     }
 
     async fn observe(&self, cx: &Cx) -> Result<Observed<()>> {

@@ -14,8 +14,10 @@ use tokio::sync::OnceCell;
 
 use super::ignore_gone;
 use super::{Cx, Drift, Kind, Observed, Presence, Resource, ResourceId};
+use crate::desired::Desired;
 use crate::desired::{DISCOVERY_MARKER_TAG, DISCOVERY_TAG, TAG_MANAGED_BY_VALUE};
 use crate::error::{Error, ErrorKind, Result};
+use crate::render::{Document, Documents};
 
 /// The discovery tag on one subnet or security group.
 #[derive(Debug, Clone)]
@@ -132,6 +134,10 @@ impl Resource for DiscoveryTags {
 
     fn id(&self) -> ResourceId {
         ResourceId::new(Kind::Ec2Tags, &self.resource_id)
+    }
+
+    fn documents(&self, _d: &Desired, _docs: &Documents) -> Result<Vec<Document>> {
+        Ok(Vec::new())
     }
 
     async fn observe(&self, cx: &Cx) -> Result<Observed<()>> {

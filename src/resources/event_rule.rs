@@ -11,6 +11,7 @@ use super::{Cx, Dep, Drift, Kind, Observed, Resource, ResourceId};
 use crate::desired::Desired;
 use crate::diff::{self, Compare};
 use crate::error::{Error, ErrorKind, Result, ResultExt};
+use crate::render::{DocKind, Document, Documents};
 use crate::retry::{classify, patiently};
 
 /// The target id the reference template uses.
@@ -134,6 +135,12 @@ impl Resource for EventRule {
         self.pattern(cx)
             .is_err()
             .then(|| format!("{} {}", crate::versions::NOT_USED, cx.desired.target.karpenter_version))
+    }
+
+    fn documents(&self, d: &Desired, docs: &Documents) -> Result<Vec<Document>> {
+        // Only the rules of the version are rendered.
+        let doc = docs.event_patterns.iter().find(|(n, _)| *n == self.name).filter(|_| d.target.interruption);
+        Ok(doc.map(|(_, v)| Document::json(&id(&self.name), DocKind::EventPattern, v)).into_iter().collect())
     }
 
     async fn observe(&self, cx: &Cx) -> Result<Observed<Facts>> {

@@ -13,6 +13,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::helm::{self, Step};
 use crate::kube::karpenter;
 use crate::output;
+use crate::render::{DocKind, Document, Documents};
 
 /// The controller release's name.
 pub const CONTROLLER: &str = "karpenter";
@@ -104,6 +105,14 @@ impl Resource for HelmRelease {
     fn not_wanted(&self, cx: &Cx) -> Option<String> {
         // Without the cluster API the planner skips it with that reason instead.
         cx.api().ok().filter(|api| api.helm.is_none()).map(|_| "helm not found (pass --helm PATH)".into())
+    }
+
+    fn documents(&self, _d: &Desired, docs: &Documents) -> Result<Vec<Document>> {
+        // The CRD chart takes no values of karpctl's.
+        if self.name != CONTROLLER {
+            return Ok(Vec::new());
+        }
+        Ok(vec![Document::yaml(&id(&self.namespace, self.name), DocKind::HelmValues, &docs.helm_values_yaml)?])
     }
 
     async fn observe(&self, cx: &Cx) -> Result<Observed<Facts>> {

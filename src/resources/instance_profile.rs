@@ -7,6 +7,7 @@ use super::ignore_gone;
 use super::{iam_owned, iam_tags, Cx, Dep, Drift, Kind, Observed, Resource, ResourceId};
 use crate::desired::Desired;
 use crate::error::{Error, Result, ResultExt};
+use crate::render::{Document, Documents};
 use crate::retry::{classify_fresh, patiently};
 
 /// The instance profile.
@@ -63,6 +64,10 @@ impl Resource for InstanceProfile {
 
     fn depends_on(&self) -> Vec<Dep> {
         vec![Dep::on(super::role::id(&self.role))]
+    }
+
+    fn documents(&self, _d: &Desired, _docs: &Documents) -> Result<Vec<Document>> {
+        Ok(Vec::new())
     }
 
     async fn observe(&self, cx: &Cx) -> Result<Observed<Facts>> {

@@ -8,6 +8,7 @@ use super::{iam_owned, iam_tags, parse_policy, policy_eq, Cx, Drift, Kind, Obser
 use crate::desired::Desired;
 use crate::diff::{self, Compare};
 use crate::error::{Error, ErrorKind, Result, ResultExt};
+use crate::render::{DocKind, Document, Documents};
 
 /// IAM keeps at most five versions of a managed policy.
 const MAX_VERSIONS: usize = 5;
@@ -86,6 +87,12 @@ impl Resource for ManagedPolicy {
         self.document(cx)
             .is_err()
             .then(|| format!("{} {}", crate::versions::NOT_USED, cx.desired.target.karpenter_version))
+    }
+
+    fn documents(&self, _d: &Desired, docs: &Documents) -> Result<Vec<Document>> {
+        // Only the policies of the version are rendered.
+        let doc = docs.policies.iter().find(|(_, n, _)| *n == self.name);
+        Ok(doc.map(|(_, _, v)| Document::json(&id(&self.name), DocKind::PermissionPolicy, v)).into_iter().collect())
     }
 
     async fn observe(&self, cx: &Cx) -> Result<Observed<Facts>> {

@@ -10,7 +10,7 @@ use crate::desired::Desired;
 use crate::diff::{self, Compare};
 use crate::error::{Error, ErrorKind, Result};
 use crate::kube::FIELD_MANAGER;
-use crate::render::yaml_to_json;
+use crate::render::{yaml_to_json, DocKind, Document, Documents};
 
 /// One manifest.
 #[derive(Debug, Clone)]
@@ -118,6 +118,14 @@ impl Resource for Manifest {
             return Some("--no-default-nodepool".into());
         }
         None
+    }
+
+    fn documents(&self, d: &Desired, docs: &Documents) -> Result<Vec<Document>> {
+        if self.any_owner || !d.target.default_nodepool {
+            return Ok(Vec::new());
+        }
+        let text = if self.nodepool { &docs.node_pool_yaml } else { &docs.node_class_yaml };
+        Ok(vec![Document::yaml(&Resource::id(self), DocKind::Manifest, text)?])
     }
 
     async fn observe(&self, cx: &Cx) -> Result<Observed<()>> {

@@ -32,7 +32,7 @@ use crate::desired::Desired;
 use crate::error::{Error, ErrorKind, Result};
 use crate::helm::ExtraValues;
 use crate::kube::Kube;
-use crate::render::Documents;
+use crate::render::{Document, Documents};
 
 pub use id::{check_set, Dep, Kind, ResourceId};
 
@@ -247,6 +247,9 @@ pub trait Resource: Send + Sync + 'static {
     fn not_wanted(&self, _cx: &Cx) -> Option<String> {
         None
     }
+    /// The documents karpctl writes for it (`render`), none for most; required, so that a new
+    /// resource says which are its own.
+    fn documents(&self, d: &Desired, docs: &Documents) -> Result<Vec<Document>>;
     /// Read what exists. The only place that reads AWS.
     async fn observe(&self, cx: &Cx) -> Result<Observed<Self::Facts>>;
     /// Converge: create it or repair its drift. Tagging one adopted with `--adopt` is
@@ -290,6 +293,8 @@ pub trait AnyResource: Send + Sync {
     fn depends_on(&self) -> Vec<Dep>;
     /// See [`Resource::not_wanted`].
     fn not_wanted(&self, cx: &Cx) -> Option<String>;
+    /// See [`Resource::documents`].
+    fn documents(&self, d: &Desired, docs: &Documents) -> Result<Vec<Document>>;
     /// See [`Resource::observe`].
     async fn observe(&self, cx: &Cx) -> Result<Observed>;
     /// See [`Resource::apply`].
@@ -316,6 +321,9 @@ impl<R: Resource> AnyResource for R {
     }
     fn not_wanted(&self, cx: &Cx) -> Option<String> {
         Resource::not_wanted(self, cx)
+    }
+    fn documents(&self, d: &Desired, docs: &Documents) -> Result<Vec<Document>> {
+        Resource::documents(self, d, docs)
     }
     async fn observe(&self, cx: &Cx) -> Result<Observed> {
         Ok(Resource::observe(self, cx).await?.erase())

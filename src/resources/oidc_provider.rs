@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use super::{iam_owned, iam_tags, ignore_gone, Cx, Drift, Kind, Observed, Presence, Resource, ResourceId};
 use crate::desired::{issuer_host_path, AuthMode, Desired, STS_AUDIENCE};
 use crate::error::{Error, Result, ResultExt};
+use crate::render::{Document, Documents};
 
 /// The OIDC provider.
 #[derive(Debug, Clone)]
@@ -75,6 +76,10 @@ impl Resource for OidcProvider {
 
     fn is_iam(&self) -> bool {
         true
+    }
+
+    fn documents(&self, _d: &Desired, _docs: &Documents) -> Result<Vec<Document>> {
+        Ok(Vec::new())
     }
 
     async fn observe(&self, cx: &Cx) -> Result<Observed<Facts>> {

@@ -10,7 +10,9 @@ use async_trait::async_trait;
 use aws_sdk_ec2::types::{Filter, InstanceStateName};
 
 use super::{ignore_gone, instance_profile::delete_instance_profile, Cx, Dep, Kind, Observed, Resource, ResourceId};
+use crate::desired::Desired;
 use crate::error::{Error, ErrorKind, Result, ResultExt};
+use crate::render::{Document, Documents};
 
 /// How long teardown waits for terminated instances to be gone (they hold ENIs in the subnets).
 const TERMINATE_TIMEOUT: Duration = Duration::from_secs(600);
@@ -202,6 +204,10 @@ impl Resource for Orphan {
         // not karpctl's is not in the set, and nothing waits.
         let roles = self.roles.iter().map(|r| Dep::if_present(super::role::id(r)));
         self.after.iter().cloned().map(Dep::on).chain(roles).collect()
+    }
+
+    fn documents(&self, _d: &Desired, _docs: &Documents) -> Result<Vec<Document>> {
+        Ok(Vec::new())
     }
 
     async fn observe(&self, _cx: &Cx) -> Result<Observed<()>> {

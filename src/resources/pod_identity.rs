@@ -7,6 +7,7 @@ use super::ignore_gone;
 use super::{tag_map, Cx, Dep, Drift, Kind, Observed, Resource, ResourceId};
 use crate::desired::{AuthMode, Desired, SERVICE_ACCOUNT};
 use crate::error::{Error, Result};
+use crate::render::{Document, Documents};
 use crate::retry::{classify, patiently};
 
 /// The association for `NS/karpenter`.
@@ -55,6 +56,10 @@ impl Resource for PodIdentityAssociation {
 
     fn not_wanted(&self, cx: &Cx) -> Option<String> {
         (cx.desired.target.auth != AuthMode::PodIdentity).then(|| "not used with --auth irsa".to_string())
+    }
+
+    fn documents(&self, _d: &Desired, _docs: &Documents) -> Result<Vec<Document>> {
+        Ok(Vec::new())
     }
 
     async fn observe(&self, cx: &Cx) -> Result<Observed<Facts>> {

@@ -13,7 +13,9 @@ use aws_sdk_eks::types::{Addon, AddonStatus};
 
 use super::{ignore_gone, tag_map, Cx, Drift, Kind, Observed, Presence, Resource, ResourceId};
 use crate::desired::AuthMode;
+use crate::desired::Desired;
 use crate::error::{Error, ErrorKind, Result, ResultExt};
+use crate::render::{Document, Documents};
 use crate::retry::{classify, patiently};
 
 /// The add-on's name.
@@ -104,6 +106,10 @@ impl Resource for PodIdentityAgent {
 
     fn not_wanted(&self, cx: &Cx) -> Option<String> {
         (cx.desired.target.auth != AuthMode::PodIdentity).then(|| "not used with --auth irsa".to_string())
+    }
+
+    fn documents(&self, _d: &Desired, _docs: &Documents) -> Result<Vec<Document>> {
+        Ok(Vec::new())
     }
 
     async fn observe(&self, cx: &Cx) -> Result<Observed<Facts>> {

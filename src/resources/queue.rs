@@ -11,6 +11,7 @@ use super::{parse_policy, policy_eq, tag_map, Cx, Drift, Kind, Observed, Resourc
 use crate::desired::Desired;
 use crate::diff::{self, Compare};
 use crate::error::{Error, Result, ResultExt};
+use crate::render::{DocKind, Document, Documents};
 use crate::retry::{classify, patiently};
 
 /// The attributes karpctl sets, besides the policy.
@@ -60,6 +61,12 @@ impl Resource for Queue {
 
     fn not_wanted(&self, cx: &Cx) -> Option<String> {
         (!cx.desired.target.interruption).then(|| "--no-interruption".to_string())
+    }
+
+    fn documents(&self, d: &Desired, docs: &Documents) -> Result<Vec<Document>> {
+        let doc =
+            d.target.interruption.then(|| Document::json(&id(&self.name), DocKind::QueuePolicy, &docs.queue_policy));
+        Ok(doc.into_iter().collect())
     }
 
     async fn observe(&self, cx: &Cx) -> Result<Observed<Facts>> {

@@ -9,6 +9,7 @@ use super::{iam_owned, iam_tags, parse_policy, policy_eq, Cx, Dep, Drift, Kind, 
 use crate::desired::{Desired, NODE_MANAGED_POLICIES};
 use crate::diff::{self, Compare};
 use crate::error::{Error, ResultExt};
+use crate::render::{DocKind, Document, Documents};
 use crate::retry::{classify, classify_fresh, patiently};
 
 /// Which of the two roles.
@@ -101,6 +102,14 @@ impl Resource for Role {
 
     fn depends_on(&self) -> Vec<Dep> {
         self.depends.clone()
+    }
+
+    fn documents(&self, _d: &Desired, docs: &Documents) -> Result<Vec<Document>, Error> {
+        let trust = match self.kind {
+            RoleKind::Node => &docs.node_trust,
+            RoleKind::Controller => &docs.controller_trust,
+        };
+        Ok(vec![Document::json(&Resource::id(self), DocKind::TrustPolicy, trust)])
     }
 
     async fn observe(&self, cx: &Cx) -> Result<Observed<Facts>, Error> {

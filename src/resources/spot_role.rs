@@ -5,7 +5,9 @@
 use async_trait::async_trait;
 
 use super::{Cx, Kind, Observed, Presence, Resource, ResourceId};
+use crate::desired::Desired;
 use crate::error::{Error, ErrorKind, Result};
+use crate::render::{Document, Documents};
 
 /// Service-linked roles for spot live under this path (the name differs between AWS and
 /// emulators, the path does not).
@@ -36,6 +38,10 @@ impl Resource for SpotServiceLinkedRole {
 
     fn id(&self) -> ResourceId {
         ResourceId::new(Kind::ServiceLinkedRole, "AWSServiceRoleForEC2Spot")
+    }
+
+    fn documents(&self, _d: &Desired, _docs: &Documents) -> Result<Vec<Document>> {
+        Ok(Vec::new())
     }
 
     async fn observe(&self, cx: &Cx) -> Result<Observed<()>> {
