@@ -5,7 +5,7 @@ use aws_sdk_eks::types::AuthenticationMode;
 
 use crate::aws::Aws;
 use crate::desired::Partition;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{AwsContext, Error, ErrorKind, Result};
 
 /// The status karpctl gives a cluster that does not exist (EKS has no such status).
 pub const NOT_FOUND: &str = "NOT_FOUND";
@@ -90,7 +90,7 @@ pub async fn caller(aws: &Aws) -> Result<Caller> {
         .get_caller_identity()
         .send()
         .await
-        .map_err(|e| Error::aws("failed to read the caller's AWS identity", "sts:GetCallerIdentity", e))?;
+        .or_aws("failed to read the caller's AWS identity", "sts:GetCallerIdentity")?;
     let arn = out.arn().unwrap_or_default().to_string();
     let account = out.account().unwrap_or_default().to_string();
     Ok(Caller { partition: Partition::from_arn(&arn)?, arn, account })

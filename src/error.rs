@@ -273,6 +273,24 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// The one-line context of an AWS call's error: what failed and the IAM action the call needs
+/// (for the access-denied hint), with the cause classified by [`Error::aws`], so a call's error
+/// mapping is `.or_aws("failed to read IAM role R", "iam:GetRole")`.
+pub trait AwsContext<T> {
+    /// The error as karpctl's, saying `doing` failed.
+    fn or_aws(self, doing: impl Into<String>, action: &str) -> Result<T>;
+}
+
+impl<T, E, R> AwsContext<T> for std::result::Result<T, SdkError<E, R>>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: fmt::Debug + 'static,
+{
+    fn or_aws(self, doing: impl Into<String>, action: &str) -> Result<T> {
+        self.map_err(|e| Error::aws(doing, action, e))
+    }
+}
+
 /// Lets callers ask "is this a not-found?" on a `Result` without unpacking it.
 pub trait ResultExt<T> {
     /// `Ok(None)` when the error is a not-found, so an observation can say "absent".

@@ -12,7 +12,7 @@ use crate::cli::{DoctorArgs, GlobalArgs, Only};
 use crate::cluster::ClusterInfo;
 use crate::context::Hooks;
 use crate::desired::{AuthMode, Desired, DISCOVERY_TAG};
-use crate::error::{Error, Result};
+use crate::error::{AwsContext, Result};
 use std::time::Duration;
 
 use super::smoke::Smoke;
@@ -323,10 +323,10 @@ async fn discovery_checks(cx: &Cx) -> Result<Vec<Check>> {
         subnets.iter().filter_map(|s| s.availability_zone().map(str::to_string)).collect()
     };
     let used = cluster_subnets
-        .map_err(|e| Error::aws("failed to read the cluster's subnets", "ec2:DescribeSubnets", e))?
+        .or_aws("failed to read the cluster's subnets", "ec2:DescribeSubnets")?
         .map(|o| zones(&o))
         .unwrap_or_default();
-    let tagged = tagged_subnets.map_err(|e| Error::aws("failed to find tagged subnets", "ec2:DescribeSubnets", e))?;
+    let tagged = tagged_subnets.or_aws("failed to find tagged subnets", "ec2:DescribeSubnets")?;
     let covered = zones(&tagged);
     let uncovered: Vec<&String> = used.iter().filter(|z| !covered.contains(*z)).collect();
     let hint = format!(
@@ -352,8 +352,7 @@ async fn discovery_checks(cx: &Cx) -> Result<Vec<Check>> {
             format!("{} tagged subnets cover {}", tagged.len(), covered.into_iter().collect::<Vec<_>>().join(", ")),
         )
     };
-    let groups = tagged_groups
-        .map_err(|e| Error::aws("failed to find tagged security groups", "ec2:DescribeSecurityGroups", e))?;
+    let groups = tagged_groups.or_aws("failed to find tagged security groups", "ec2:DescribeSecurityGroups")?;
     let sg = if groups.is_empty() {
         Check::new(
             "discovery.security-groups",

@@ -12,7 +12,7 @@ pub mod teardown;
 pub mod upgrade;
 pub mod versions;
 
-use crate::error::Result;
+use crate::error::{AwsContext, Result};
 use crate::helm;
 
 /// What must hold in the cluster before init writes anything there: no Karpenter controller
@@ -62,7 +62,7 @@ async fn fargate_selects(cx: &crate::resources::Cx, namespace: &str) -> Result<b
         .cluster_name(&cx.cluster.name)
         .send()
         .await
-        .map_err(|e| crate::error::Error::aws(WHAT, "eks:ListFargateProfiles", e))?
+        .or_aws(WHAT, "eks:ListFargateProfiles")?
         .fargate_profile_names()
         .to_vec();
     for name in names {
@@ -72,7 +72,7 @@ async fn fargate_selects(cx: &crate::resources::Cx, namespace: &str) -> Result<b
             .fargate_profile_name(&name)
             .send()
             .await
-            .map_err(|e| crate::error::Error::aws(WHAT, "eks:DescribeFargateProfile", e))?;
+            .or_aws(WHAT, "eks:DescribeFargateProfile")?;
         let selects = out.fargate_profile().is_some_and(|p| {
             p.selectors().iter().any(|s| {
                 s.namespace() == Some(namespace)

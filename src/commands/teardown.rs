@@ -12,7 +12,7 @@ use serde_json::json;
 use crate::cli::{GlobalArgs, TeardownArgs};
 use crate::context::Hooks;
 use crate::desired::{DISCOVERY_MARKER_TAG, DISCOVERY_TAG};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{AwsContext, Error, ErrorKind, Result};
 use crate::helm::ExtraValues;
 use crate::kube::{karpenter, Wait};
 use crate::output::{self, Report};
@@ -282,8 +282,7 @@ async fn tagged_by_karpctl(cx: &Cx) -> Result<Vec<String>> {
     let ec2 = &cx.aws.ec2;
     let search = |filters: Vec<Filter>| async {
         let tags = ec2.describe_tags().set_filters(Some(filters)).into_paginator().items().send().try_collect().await;
-        let tags =
-            tags.map_err(|e| Error::aws("failed to look for karpctl's discovery tags", "ec2:DescribeTags", e))?;
+        let tags = tags.or_aws("failed to look for karpctl's discovery tags", "ec2:DescribeTags")?;
         Ok::<HashSet<String>, Error>(tags.iter().filter_map(|t| t.resource_id().map(str::to_string)).collect())
     };
     let (marked, ours) = tokio::join!(

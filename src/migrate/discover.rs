@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::record;
 use super::{Scaling, NODEGROUP_LABEL};
 use crate::aws::Aws;
-use crate::error::{Error, Result};
+use crate::error::{AwsContext, Result};
 use crate::kube::survey::workloads_running;
 use crate::kube::Kube;
 
@@ -77,7 +77,7 @@ pub async fn node_groups(aws: &Aws, cluster: &str) -> Result<Vec<NodeGroup>> {
     let mut names: Vec<String> = Vec::new();
     let mut pages = aws.eks.list_nodegroups().cluster_name(cluster).into_paginator().send();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| Error::aws(WHAT, "eks:ListNodegroups", e))?;
+        let page = page.or_aws(WHAT, "eks:ListNodegroups")?;
         names.extend(page.nodegroups().iter().cloned());
     }
     names.sort();
@@ -90,7 +90,7 @@ pub async fn node_groups(aws: &Aws, cluster: &str) -> Result<Vec<NodeGroup>> {
             .nodegroup_name(&name)
             .send()
             .await
-            .map_err(|e| Error::aws(format!("failed to read node group {name}"), "eks:DescribeNodegroup", e))?;
+            .or_aws(format!("failed to read node group {name}"), "eks:DescribeNodegroup")?;
         if let Some(g) = got.nodegroup() {
             let mut group = from_sdk(g);
             if let Some(spec) = g.launch_template() {

@@ -10,7 +10,7 @@ use serde_json::json;
 use super::discover::{Autoscaler, NodeGroup};
 use super::Scaling;
 use crate::aws::Aws;
-use crate::error::{Error, Result};
+use crate::error::{AwsContext, Result};
 use crate::kube::Kube;
 
 /// The node group tag holding its original scaling (`min=1,max=5,desired=3`).
@@ -35,9 +35,7 @@ pub async fn group(aws: &Aws, g: &NodeGroup, floor: Scaling) -> Result<Scaling> 
     if g.original.is_none() {
         req = req.tags(GROUP_TAG, g.scaling.to_string());
     }
-    req.send()
-        .await
-        .map_err(|e| Error::aws(format!("failed to record node group {}'s scaling", g.name), "eks:TagResource", e))?;
+    req.send().await.or_aws(format!("failed to record node group {}'s scaling", g.name), "eks:TagResource")?;
     Ok(g.original.unwrap_or(g.scaling))
 }
 
@@ -50,7 +48,7 @@ pub async fn forget_group(aws: &Aws, g: &NodeGroup) -> Result<()> {
         .tag_keys(FLOOR_TAG)
         .send()
         .await
-        .map_err(|e| Error::aws(format!("failed to remove node group {}'s record", g.name), "eks:UntagResource", e))?;
+        .or_aws(format!("failed to remove node group {}'s record", g.name), "eks:UntagResource")?;
     Ok(())
 }
 
@@ -100,8 +98,6 @@ pub async fn scale_group(aws: &Aws, cluster: &str, g: &NodeGroup, to: Scaling) -
         .scaling_config(config)
         .send()
         .await
-        .map_err(|e| {
-            Error::aws(format!("failed to scale node group {} to {to}", g.name), "eks:UpdateNodegroupConfig", e)
-        })?;
+        .or_aws(format!("failed to scale node group {} to {to}", g.name), "eks:UpdateNodegroupConfig")?;
     Ok(())
 }

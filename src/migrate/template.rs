@@ -6,7 +6,7 @@ use aws_sdk_ec2::types::ResponseLaunchTemplateData;
 use serde_json::{json, Map, Value};
 
 use crate::aws::Aws;
-use crate::error::{Error, Result};
+use crate::error::{AwsContext, Result};
 
 /// What the EC2NodeClass takes from a launch template, in EC2NodeClass spelling.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize)]
@@ -30,9 +30,7 @@ pub async fn read(aws: &Aws, spec: &aws_sdk_eks::types::LaunchTemplateSpecificat
         .versions(spec.version().unwrap_or("$Default"))
         .send()
         .await
-        .map_err(|e| {
-            Error::aws(format!("failed to read launch template {what}"), "ec2:DescribeLaunchTemplateVersions", e)
-        })?;
+        .or_aws(format!("failed to read launch template {what}"), "ec2:DescribeLaunchTemplateVersions")?;
     Ok(got.launch_template_versions().first().and_then(|v| v.launch_template_data()).map(from_data))
 }
 

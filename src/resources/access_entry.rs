@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use super::ignore_gone;
 use super::{tag_map, Cx, Dep, Drift, Kind, Observed, Resource, ResourceId};
 use crate::desired::Desired;
-use crate::error::{Error, Result, ResultExt};
+use crate::error::{AwsContext, Result, ResultExt};
 use crate::render::{Document, Documents};
 use crate::retry::{classify, patiently};
 
@@ -48,9 +48,7 @@ impl AccessEntry {
                 .send()
                 .await
                 .map(|_| ())
-                .map_err(|e| {
-                    Error::aws("failed to create the node role's EKS access entry", "eks:CreateAccessEntry", e)
-                })
+                .or_aws("failed to create the node role's EKS access entry", "eks:CreateAccessEntry")
         })
         .await
     }
@@ -90,7 +88,7 @@ impl Resource for AccessEntry {
             .principal_arn(&self.principal)
             .send()
             .await
-            .map_err(|e| Error::aws("failed to read the node role's EKS access entry", "eks:DescribeAccessEntry", e));
+            .or_aws("failed to read the node role's EKS access entry", "eks:DescribeAccessEntry");
         let Some(got) = got.found()? else { return Ok(Observed::absent()) };
         let Some(entry) = got.access_entry() else { return Ok(Observed::absent()) };
         let kind = entry.r#type().unwrap_or("STANDARD");
@@ -116,7 +114,7 @@ impl Resource for AccessEntry {
                 .principal_arn(&self.principal)
                 .send()
                 .await
-                .map_err(|e| Error::aws("failed to delete the wrong-type access entry", "eks:DeleteAccessEntry", e))?;
+                .or_aws("failed to delete the wrong-type access entry", "eks:DeleteAccessEntry")?;
             return self.create(cx).await;
         }
         Ok(())
@@ -124,14 +122,12 @@ impl Resource for AccessEntry {
 
     async fn tag(&self, cx: &Cx, f: &Facts) -> Result<()> {
         let r = cx.aws.eks.tag_resource().resource_arn(&f.arn).set_tags(Some(tag_map(&cx.desired))).send().await;
-        r.map(|_| ()).map_err(|e| Error::aws("failed to tag the node role's access entry", "eks:TagResource", e))
+        r.map(|_| ()).or_aws("failed to tag the node role's access entry", "eks:TagResource")
     }
 
     async fn delete(&self, cx: &Cx, _seen: &Observed<Facts>) -> Result<()> {
         let r =
             cx.aws.eks.delete_access_entry().cluster_name(&cx.cluster.name).principal_arn(&self.principal).send().await;
-        ignore_gone(
-            r.map_err(|e| Error::aws("failed to delete the node role's access entry", "eks:DeleteAccessEntry", e)),
-        )
+        ignore_gone(r.or_aws("failed to delete the node role's access entry", "eks:DeleteAccessEntry"))
     }
 }

@@ -16,7 +16,7 @@ use super::ignore_gone;
 use super::{Cx, Drift, Kind, Observed, Presence, Resource, ResourceId};
 use crate::desired::Desired;
 use crate::desired::{DISCOVERY_MARKER_TAG, DISCOVERY_TAG, TAG_MANAGED_BY_VALUE};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{AwsContext, Error, ErrorKind, Result};
 use crate::render::{Document, Documents};
 
 /// The discovery tag on one subnet or security group.
@@ -80,7 +80,7 @@ impl SubnetSurvey {
             ec2.describe_subnets().set_subnet_ids(ids).into_paginator().items().send().try_collect(),
             route_tables(cx, self.vpc_id.as_deref())
         );
-        let subnets = subnets.map_err(|e| Error::aws("failed to read the cluster's subnets", "ec2:DescribeSubnets", e));
+        let subnets = subnets.or_aws("failed to read the cluster's subnets", "ec2:DescribeSubnets");
         let subnets = match subnets {
             Err(e) if self.chosen && e.kind == ErrorKind::NotFound => {
                 return Err(Error::new(ErrorKind::InvalidInput, "a subnet given with --subnets does not exist")
@@ -111,7 +111,7 @@ pub async fn route_tables(cx: &Cx, vpc_id: Option<&str>) -> Result<Vec<RouteTabl
     let Some(vpc) = vpc_id else { return Ok(Vec::new()) };
     let filter = Filter::builder().name("vpc-id").values(vpc).build();
     let tables = cx.aws.ec2.describe_route_tables().filters(filter).into_paginator().items().send().try_collect();
-    tables.await.map_err(|e| Error::aws("failed to read the VPC's route tables", "ec2:DescribeRouteTables", e))
+    tables.await.or_aws("failed to read the VPC's route tables", "ec2:DescribeRouteTables")
 }
 
 /// Why a subnet is public, or None when it is private: it gives instances public IPs on launch,
@@ -152,9 +152,7 @@ impl Resource for DiscoveryTags {
             .send()
             .try_collect()
             .await
-            .map_err(|e| {
-                Error::aws(format!("failed to read the tags of {}", self.resource_id), "ec2:DescribeTags", e)
-            })?;
+            .or_aws(format!("failed to read the tags of {}", self.resource_id), "ec2:DescribeTags")?;
         let value = |key: &str| out.iter().find(|t| t.key() == Some(key)).and_then(|t| t.value());
         let cluster = cx.desired.target.cluster.as_str();
         let seen = match value(DISCOVERY_TAG) {
@@ -202,7 +200,7 @@ impl Resource for DiscoveryTags {
             .tags(Tag::builder().key(DISCOVERY_MARKER_TAG).value(TAG_MANAGED_BY_VALUE).build())
             .send()
             .await
-            .map_err(|e| Error::aws(format!("failed to tag {}", self.resource_id), "ec2:CreateTags", e))?;
+            .or_aws(format!("failed to tag {}", self.resource_id), "ec2:CreateTags")?;
         Ok(())
     }
 
@@ -217,7 +215,7 @@ impl Resource for DiscoveryTags {
             .tags(Tag::builder().key(DISCOVERY_MARKER_TAG).build())
             .send()
             .await;
-        ignore_gone(r.map_err(|e| Error::aws(format!("failed to untag {}", self.resource_id), "ec2:DeleteTags", e)))
+        ignore_gone(r.or_aws(format!("failed to untag {}", self.resource_id), "ec2:DeleteTags"))
     }
 }
 

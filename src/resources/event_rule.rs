@@ -10,7 +10,7 @@ use super::ignore_gone;
 use super::{Cx, Dep, Drift, Kind, Observed, Resource, ResourceId};
 use crate::desired::Desired;
 use crate::diff::{self, Compare};
-use crate::error::{Error, ErrorKind, Result, ResultExt};
+use crate::error::{AwsContext, Error, ErrorKind, Result, ResultExt};
 use crate::render::{DocKind, Document, Documents};
 use crate::retry::{classify, patiently};
 
@@ -95,7 +95,7 @@ impl EventRule {
             .set_tags(tags)
             .send()
             .await
-            .map_err(|e| Error::aws(format!("failed to write EventBridge rule {}", self.name), "events:PutRule", e))?;
+            .or_aws(format!("failed to write EventBridge rule {}", self.name), "events:PutRule")?;
         Ok(())
     }
 
@@ -103,9 +103,15 @@ impl EventRule {
         let target = Target::builder().id(TARGET_ID).arn(cx.desired.queue_arn()).build().map_err(|e| {
             Error::new(ErrorKind::Render, "failed to build the EventBridge target").with_cause(e.to_string())
         })?;
-        let out = cx.aws.events.put_targets().rule(&self.name).targets(target).send().await.map_err(|e| {
-            Error::aws(format!("failed to set the target of rule {}", self.name), "events:PutTargets", e)
-        })?;
+        let out = cx
+            .aws
+            .events
+            .put_targets()
+            .rule(&self.name)
+            .targets(target)
+            .send()
+            .await
+            .or_aws(format!("failed to set the target of rule {}", self.name), "events:PutTargets")?;
         if out.failed_entry_count() > 0 {
             let why = out.failed_entries().first().and_then(|f| f.error_message()).unwrap_or("unknown reason");
             return Err(Error::new(ErrorKind::Aws, format!("failed to set the target of rule {}", self.name))
@@ -145,19 +151,19 @@ impl Resource for EventRule {
 
     async fn observe(&self, cx: &Cx) -> Result<Observed<Facts>> {
         let ev = &cx.aws.events;
-        let rule = ev.describe_rule().name(&self.name).send().await.map_err(|e| {
-            Error::aws(format!("failed to read EventBridge rule {}", self.name), "events:DescribeRule", e)
-        });
+        let rule = ev
+            .describe_rule()
+            .name(&self.name)
+            .send()
+            .await
+            .or_aws(format!("failed to read EventBridge rule {}", self.name), "events:DescribeRule");
         let Some(rule) = rule.found()? else { return Ok(Observed::absent()) };
         let arn = rule.arn().unwrap_or_default().to_string();
         let (targets, tags) = tokio::join!(self.targets(cx), ev.list_tags_for_resource().resource_arn(&arn).send());
-        let targets = targets.map_err(|e| {
-            Error::aws(format!("failed to list targets of rule {}", self.name), "events:ListTargetsByRule", e)
-        })?;
+        let targets =
+            targets.or_aws(format!("failed to list targets of rule {}", self.name), "events:ListTargetsByRule")?;
         let target_ids: Vec<String> = targets.iter().map(|t| t.id().to_string()).collect();
-        let tags = tags.map_err(|e| {
-            Error::aws(format!("failed to read tags of rule {}", self.name), "events:ListTagsForResource", e)
-        })?;
+        let tags = tags.or_aws(format!("failed to read tags of rule {}", self.name), "events:ListTagsForResource")?;
         let pattern = rule.event_pattern().and_then(|p| serde_json::from_str::<Value>(p).ok());
         let pattern_same = pattern.as_ref().is_some_and(|p| self.pattern(cx).is_ok_and(|want| p == want));
         let enabled = rule.state() == Some(&RuleState::Enabled);
@@ -187,7 +193,7 @@ impl Resource for EventRule {
 
     async fn tag(&self, cx: &Cx, f: &Facts) -> Result<()> {
         let r = cx.aws.events.tag_resource().resource_arn(&f.arn).set_tags(Some(EventRule::tags(cx)?)).send().await;
-        r.map(|_| ()).map_err(|e| Error::aws(format!("failed to tag rule {}", self.name), "events:TagResource", e))
+        r.map(|_| ()).or_aws(format!("failed to tag rule {}", self.name), "events:TagResource")
     }
 
     async fn apply(&self, cx: &Cx, seen: &Observed<Facts>) -> Result<()> {
@@ -222,9 +228,12 @@ impl EventRule {
         let ids = match ids {
             Some(ids) => ids,
             None => {
-                let targets = ev.list_targets_by_rule().rule(&self.name).send().await.map_err(|e| {
-                    Error::aws(format!("failed to list targets of rule {}", self.name), "events:ListTargetsByRule", e)
-                });
+                let targets = ev
+                    .list_targets_by_rule()
+                    .rule(&self.name)
+                    .send()
+                    .await
+                    .or_aws(format!("failed to list targets of rule {}", self.name), "events:ListTargetsByRule");
                 let Some(targets) = targets.found()? else { return Ok(()) };
                 targets.targets().iter().map(|t| t.id().to_string()).collect()
             }
@@ -232,7 +241,7 @@ impl EventRule {
         if !ids.is_empty() {
             let r = ev.remove_targets().rule(&self.name).set_ids(Some(ids)).send().await;
             let doing = format!("failed to remove the targets of rule {}", self.name);
-            let out = r.map_err(|e| Error::aws(doing.clone(), "events:RemoveTargets", e)).found()?;
+            let out = r.or_aws(doing.clone(), "events:RemoveTargets").found()?;
             let failed = out.as_ref().filter(|o| o.failed_entry_count() > 0).and_then(|o| o.failed_entries().first());
             if let Some(failed) = failed {
                 // A failed entry carries the error an API call would have (ConcurrentModification,
@@ -245,6 +254,6 @@ impl EventRule {
             }
         }
         let r = ev.delete_rule().name(&self.name).send().await;
-        ignore_gone(r.map_err(|e| Error::aws(format!("failed to delete rule {}", self.name), "events:DeleteRule", e)))
+        ignore_gone(r.or_aws(format!("failed to delete rule {}", self.name), "events:DeleteRule"))
     }
 }

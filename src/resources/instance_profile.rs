@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use super::ignore_gone;
 use super::{iam_owned, iam_tags, Cx, Dep, Drift, Kind, Observed, Resource, ResourceId};
 use crate::desired::Desired;
-use crate::error::{Error, Result, ResultExt};
+use crate::error::{AwsContext, Result, ResultExt};
 use crate::render::{Document, Documents};
 use crate::retry::{classify_fresh, patiently};
 
@@ -42,13 +42,10 @@ impl InstanceProfile {
                 .send()
                 .await
                 .map(|_| ())
-                .map_err(|e| {
-                    Error::aws(
-                        format!("failed to add role {} to instance profile {}", self.role, self.name),
-                        "iam:AddRoleToInstanceProfile",
-                        e,
-                    )
-                })
+                .or_aws(
+                    format!("failed to add role {} to instance profile {}", self.role, self.name),
+                    "iam:AddRoleToInstanceProfile",
+                )
         })
         .await
     }
@@ -71,9 +68,14 @@ impl Resource for InstanceProfile {
     }
 
     async fn observe(&self, cx: &Cx) -> Result<Observed<Facts>> {
-        let got = cx.aws.iam.get_instance_profile().instance_profile_name(&self.name).send().await.map_err(|e| {
-            Error::aws(format!("failed to read instance profile {}", self.name), "iam:GetInstanceProfile", e)
-        });
+        let got = cx
+            .aws
+            .iam
+            .get_instance_profile()
+            .instance_profile_name(&self.name)
+            .send()
+            .await
+            .or_aws(format!("failed to read instance profile {}", self.name), "iam:GetInstanceProfile");
         let Some(got) = got.found()? else { return Ok(Observed::absent()) };
         let Some(p) = got.instance_profile() else { return Ok(Observed::absent()) };
         let roles: Vec<String> = p.roles().iter().map(|r| r.role_name().to_string()).collect();
@@ -92,9 +94,7 @@ impl Resource for InstanceProfile {
     async fn tag(&self, cx: &Cx, _facts: &Facts) -> Result<()> {
         let tags = Some(iam_tags(&cx.desired)?);
         let r = cx.aws.iam.tag_instance_profile().instance_profile_name(&self.name).set_tags(tags).send().await;
-        r.map(|_| ()).map_err(|e| {
-            Error::aws(format!("failed to tag instance profile {}", self.name), "iam:TagInstanceProfile", e)
-        })
+        r.map(|_| ()).or_aws(format!("failed to tag instance profile {}", self.name), "iam:TagInstanceProfile")
     }
 
     async fn apply(&self, cx: &Cx, seen: &Observed<Facts>) -> Result<()> {
@@ -105,13 +105,7 @@ impl Resource for InstanceProfile {
                 .set_tags(Some(iam_tags(&cx.desired)?))
                 .send()
                 .await
-                .map_err(|e| {
-                    Error::aws(
-                        format!("failed to create instance profile {}", self.name),
-                        "iam:CreateInstanceProfile",
-                        e,
-                    )
-                })?;
+                .or_aws(format!("failed to create instance profile {}", self.name), "iam:CreateInstanceProfile")?;
             return self.add_role(cx).await;
         };
         for other in &f.other_roles {
@@ -120,13 +114,10 @@ impl Resource for InstanceProfile {
                 .role_name(other)
                 .send()
                 .await
-                .map_err(|e| {
-                    Error::aws(
-                        format!("failed to remove role {other} from instance profile {}", self.name),
-                        "iam:RemoveRoleFromInstanceProfile",
-                        e,
-                    )
-                })?;
+                .or_aws(
+                    format!("failed to remove role {other} from instance profile {}", self.name),
+                    "iam:RemoveRoleFromInstanceProfile",
+                )?;
         }
         if !f.has_role {
             self.add_role(cx).await?;
@@ -151,9 +142,7 @@ impl Resource for InstanceProfile {
 /// Take `role` out of instance profile `profile`; already out (or either gone) is done.
 pub async fn remove_role(cx: &Cx, profile: &str, role: &str) -> Result<()> {
     let r = cx.aws.iam.remove_role_from_instance_profile().instance_profile_name(profile).role_name(role).send().await;
-    ignore_gone(r.map_err(|e| {
-        Error::aws(format!("failed to take {role} out of {profile}"), "iam:RemoveRoleFromInstanceProfile", e)
-    }))
+    ignore_gone(r.or_aws(format!("failed to take {role} out of {profile}"), "iam:RemoveRoleFromInstanceProfile"))
 }
 
 /// Delete an instance profile, taking out first the roles it was seen holding (IAM refuses
@@ -164,15 +153,18 @@ pub async fn delete_instance_profile(cx: &Cx, name: &str, roles: &[String]) -> R
     futures::future::try_join_all(roles.iter().map(|r| remove_role(cx, name, r))).await?;
     let delete = || async {
         let r = cx.aws.iam.delete_instance_profile().instance_profile_name(name).send().await;
-        ignore_gone(r.map_err(|e| {
-            Error::aws(format!("failed to delete instance profile {name}"), "iam:DeleteInstanceProfile", e)
-        }))
+        ignore_gone(r.or_aws(format!("failed to delete instance profile {name}"), "iam:DeleteInstanceProfile"))
     };
     match delete().await {
         Err(e) if e.code.as_deref() == Some("DeleteConflict") => {
-            let got = cx.aws.iam.get_instance_profile().instance_profile_name(name).send().await.map_err(|e| {
-                Error::aws(format!("failed to read instance profile {name}"), "iam:GetInstanceProfile", e)
-            });
+            let got = cx
+                .aws
+                .iam
+                .get_instance_profile()
+                .instance_profile_name(name)
+                .send()
+                .await
+                .or_aws(format!("failed to read instance profile {name}"), "iam:GetInstanceProfile");
             let Some(got) = got.found()? else { return Ok(()) };
             let now: Vec<String> = got
                 .instance_profile()

@@ -7,7 +7,7 @@ use super::ignore_gone;
 use super::{iam_owned, iam_tags, parse_policy, policy_eq, Cx, Drift, Kind, Observed, Resource, ResourceId};
 use crate::desired::Desired;
 use crate::diff::{self, Compare};
-use crate::error::{Error, ErrorKind, Result, ResultExt};
+use crate::error::{AwsContext, Error, ErrorKind, Result, ResultExt};
 use crate::render::{DocKind, Document, Documents};
 
 /// IAM keeps at most five versions of a managed policy.
@@ -49,9 +49,10 @@ impl ManagedPolicy {
     /// Make room for a new version: IAM refuses a sixth, so the oldest non-default one goes.
     async fn prune_versions(&self, cx: &Cx) -> Result<()> {
         let versions = cx.aws.iam.list_policy_versions().policy_arn(&self.arn).into_paginator().items().send();
-        let versions = versions.try_collect().await.map_err(|e| {
-            Error::aws(format!("failed to list versions of policy {}", self.name), "iam:ListPolicyVersions", e)
-        })?;
+        let versions = versions
+            .try_collect()
+            .await
+            .or_aws(format!("failed to list versions of policy {}", self.name), "iam:ListPolicyVersions")?;
         let mut old: Vec<_> = versions.iter().filter(|v| !v.is_default_version()).collect();
         if versions.len() < MAX_VERSIONS {
             return Ok(());
@@ -62,13 +63,10 @@ impl ManagedPolicy {
             (v.create_date().map(|d| d.secs()), number)
         });
         if let Some(oldest) = old.first().and_then(|v| v.version_id()) {
-            cx.aws.iam.delete_policy_version().policy_arn(&self.arn).version_id(oldest).send().await.map_err(|e| {
-                Error::aws(
-                    format!("failed to delete an old version of policy {}", self.name),
-                    "iam:DeletePolicyVersion",
-                    e,
-                )
-            })?;
+            cx.aws.iam.delete_policy_version().policy_arn(&self.arn).version_id(oldest).send().await.or_aws(
+                format!("failed to delete an old version of policy {}", self.name),
+                "iam:DeletePolicyVersion",
+            )?;
         }
         Ok(())
     }
@@ -102,14 +100,18 @@ impl Resource for ManagedPolicy {
             .policy_arn(&self.arn)
             .send()
             .await
-            .map_err(|e| Error::aws(format!("failed to read IAM policy {}", self.name), "iam:GetPolicy", e));
+            .or_aws(format!("failed to read IAM policy {}", self.name), "iam:GetPolicy");
         let Some(got) = got.found()? else { return Ok(Observed::absent()) };
         let policy = got.policy();
         let owned = policy.is_some_and(|p| iam_owned(&cx.desired, p.tags()));
         let version = policy.and_then(|p| p.default_version_id()).unwrap_or("v1");
-        let v = iam.get_policy_version().policy_arn(&self.arn).version_id(version).send().await.map_err(|e| {
-            Error::aws(format!("failed to read IAM policy {} {version}", self.name), "iam:GetPolicyVersion", e)
-        })?;
+        let v = iam
+            .get_policy_version()
+            .policy_arn(&self.arn)
+            .version_id(version)
+            .send()
+            .await
+            .or_aws(format!("failed to read IAM policy {} {version}", self.name), "iam:GetPolicyVersion")?;
         let current = match v.policy_version().and_then(|v| v.document()) {
             Some(doc) => Some(parse_policy(doc)?),
             None => None,
@@ -128,7 +130,7 @@ impl Resource for ManagedPolicy {
 
     async fn tag(&self, cx: &Cx, _facts: &Facts) -> Result<()> {
         let r = cx.aws.iam.tag_policy().policy_arn(&self.arn).set_tags(Some(iam_tags(&cx.desired)?)).send().await;
-        r.map(|_| ()).map_err(|e| Error::aws(format!("failed to tag IAM policy {}", self.name), "iam:TagPolicy", e))
+        r.map(|_| ()).or_aws(format!("failed to tag IAM policy {}", self.name), "iam:TagPolicy")
     }
 
     async fn apply(&self, cx: &Cx, seen: &Observed<Facts>) -> Result<()> {
@@ -142,7 +144,7 @@ impl Resource for ManagedPolicy {
                 .set_tags(Some(iam_tags(&cx.desired)?))
                 .send()
                 .await
-                .map_err(|e| Error::aws(format!("failed to create IAM policy {}", self.name), "iam:CreatePolicy", e))?;
+                .or_aws(format!("failed to create IAM policy {}", self.name), "iam:CreatePolicy")?;
             return Ok(());
         };
         if f.document_differs {
@@ -153,9 +155,7 @@ impl Resource for ManagedPolicy {
                 .set_as_default(true)
                 .send()
                 .await
-                .map_err(|e| {
-                Error::aws(format!("failed to update IAM policy {}", self.name), "iam:CreatePolicyVersion", e)
-            })?;
+                .or_aws(format!("failed to update IAM policy {}", self.name), "iam:CreatePolicyVersion")?;
         }
         Ok(())
     }
@@ -185,9 +185,7 @@ impl Resource for ManagedPolicy {
 impl ManagedPolicy {
     async fn delete_policy(&self, cx: &Cx) -> Result<()> {
         let r = cx.aws.iam.delete_policy().policy_arn(&self.arn).send().await;
-        ignore_gone(
-            r.map_err(|e| Error::aws(format!("failed to delete IAM policy {}", self.name), "iam:DeletePolicy", e)),
-        )
+        ignore_gone(r.or_aws(format!("failed to delete IAM policy {}", self.name), "iam:DeletePolicy"))
     }
 
     /// Detach the policy from every user, group and role, and delete its non-default
@@ -200,12 +198,10 @@ impl ManagedPolicy {
             iam.list_entities_for_policy().policy_arn(arn).into_paginator().send().try_collect(),
             iam.list_policy_versions().policy_arn(arn).into_paginator().items().send().try_collect()
         );
-        let entities = entities.map_err(|e| {
-            Error::aws(format!("failed to list where {} is attached", self.name), "iam:ListEntitiesForPolicy", e)
-        });
+        let entities =
+            entities.or_aws(format!("failed to list where {} is attached", self.name), "iam:ListEntitiesForPolicy");
         let Some(pages) = entities.found()? else { return Ok(()) };
-        let versions = versions
-            .map_err(|e| Error::aws(format!("failed to list versions of {}", self.name), "iam:ListPolicyVersions", e));
+        let versions = versions.or_aws(format!("failed to list versions of {}", self.name), "iam:ListPolicyVersions");
         let versions = versions.found()?.unwrap_or_default();
         let name = &self.name;
         let mut calls: Vec<futures::future::BoxFuture<'_, Result<()>>> = Vec::new();
@@ -216,26 +212,20 @@ impl ManagedPolicy {
             for user in page.policy_users().iter().filter_map(|u| u.user_name()) {
                 calls.push(Box::pin(async move {
                     let r = iam.detach_user_policy().user_name(user).policy_arn(arn).send().await;
-                    ignore_gone(r.map_err(|e| {
-                        Error::aws(format!("failed to detach {name} from {user}"), "iam:DetachUserPolicy", e)
-                    }))
+                    ignore_gone(r.or_aws(format!("failed to detach {name} from {user}"), "iam:DetachUserPolicy"))
                 }));
             }
             for group in page.policy_groups().iter().filter_map(|g| g.group_name()) {
                 calls.push(Box::pin(async move {
                     let r = iam.detach_group_policy().group_name(group).policy_arn(arn).send().await;
-                    ignore_gone(r.map_err(|e| {
-                        Error::aws(format!("failed to detach {name} from {group}"), "iam:DetachGroupPolicy", e)
-                    }))
+                    ignore_gone(r.or_aws(format!("failed to detach {name} from {group}"), "iam:DetachGroupPolicy"))
                 }));
             }
         }
         for v in versions.iter().filter(|v| !v.is_default_version()).filter_map(|v| v.version_id()) {
             calls.push(Box::pin(async move {
                 let r = iam.delete_policy_version().policy_arn(arn).version_id(v).send().await;
-                ignore_gone(
-                    r.map_err(|e| Error::aws(format!("failed to delete {v} of {name}"), "iam:DeletePolicyVersion", e)),
-                )
+                ignore_gone(r.or_aws(format!("failed to delete {v} of {name}"), "iam:DeletePolicyVersion"))
             }));
         }
         futures::future::try_join_all(calls).await.map(|_| ())

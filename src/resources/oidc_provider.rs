@@ -6,7 +6,7 @@ use async_trait::async_trait;
 
 use super::{iam_owned, iam_tags, ignore_gone, Cx, Drift, Kind, Observed, Presence, Resource, ResourceId};
 use crate::desired::{issuer_host_path, AuthMode, Desired, STS_AUDIENCE};
-use crate::error::{Error, Result, ResultExt};
+use crate::error::{AwsContext, Error, Result, ResultExt};
 use crate::render::{Document, Documents};
 
 /// The OIDC provider.
@@ -37,14 +37,14 @@ pub async fn find_owned(cx: &Cx) -> Result<Vec<String>> {
         .list_open_id_connect_providers()
         .send()
         .await
-        .map_err(|e| Error::aws("failed to list IAM OIDC providers", "iam:ListOpenIDConnectProviders", e))?;
+        .or_aws("failed to list IAM OIDC providers", "iam:ListOpenIDConnectProviders")?;
     let reads = list.open_id_connect_provider_list().iter().filter_map(|p| p.arn()).map(|arn| async move {
         let got = iam
             .get_open_id_connect_provider()
             .open_id_connect_provider_arn(arn)
             .send()
             .await
-            .map_err(|e| Error::aws("failed to read an IAM OIDC provider", "iam:GetOpenIDConnectProvider", e));
+            .or_aws("failed to read an IAM OIDC provider", "iam:GetOpenIDConnectProvider");
         Ok::<_, Error>(got.found()?.is_some_and(|g| iam_owned(&cx.desired, g.tags())).then(|| arn.to_string()))
     });
     Ok(futures::future::try_join_all(reads).await?.into_iter().flatten().collect())
@@ -91,7 +91,7 @@ impl Resource for OidcProvider {
             .open_id_connect_provider_arn(&arn)
             .send()
             .await
-            .map_err(|e| Error::aws("failed to read the IAM OIDC provider", "iam:GetOpenIDConnectProvider", e));
+            .or_aws("failed to read the IAM OIDC provider", "iam:GetOpenIDConnectProvider");
         let Some(got) = got.found()? else { return Ok(Observed::absent()) };
         let missing_audience = !got.client_id_list().iter().any(|c| c == STS_AUDIENCE);
         let drift =
@@ -114,9 +114,7 @@ impl Resource for OidcProvider {
                     .set_tags(Some(iam_tags(&cx.desired)?))
                     .send()
                     .await
-                    .map_err(|e| {
-                        Error::aws("failed to create the IAM OIDC provider", "iam:CreateOpenIDConnectProvider", e)
-                    })?;
+                    .or_aws("failed to create the IAM OIDC provider", "iam:CreateOpenIDConnectProvider")?;
             }
             Some(f) if f.missing_audience => {
                 iam.add_client_id_to_open_id_connect_provider()
@@ -124,13 +122,10 @@ impl Resource for OidcProvider {
                     .client_id(STS_AUDIENCE)
                     .send()
                     .await
-                    .map_err(|e| {
-                        Error::aws(
-                            "failed to add sts.amazonaws.com to the IAM OIDC provider",
-                            "iam:AddClientIDToOpenIDConnectProvider",
-                            e,
-                        )
-                    })?;
+                    .or_aws(
+                        "failed to add sts.amazonaws.com to the IAM OIDC provider",
+                        "iam:AddClientIDToOpenIDConnectProvider",
+                    )?;
             }
             Some(_) => {}
         }
@@ -140,10 +135,6 @@ impl Resource for OidcProvider {
     async fn delete(&self, cx: &Cx, _seen: &Observed<Facts>) -> Result<()> {
         let Some(arn) = &self.arn else { return Ok(()) };
         let done = cx.aws.iam.delete_open_id_connect_provider().open_id_connect_provider_arn(arn).send().await;
-        ignore_gone(
-            done.map_err(|e| {
-                Error::aws("failed to delete the IAM OIDC provider", "iam:DeleteOpenIDConnectProvider", e)
-            }),
-        )
+        ignore_gone(done.or_aws("failed to delete the IAM OIDC provider", "iam:DeleteOpenIDConnectProvider"))
     }
 }

@@ -11,7 +11,7 @@ use aws_sdk_ec2::types::{Filter, InstanceStateName};
 
 use super::{ignore_gone, instance_profile::delete_instance_profile, Cx, Dep, Kind, Observed, Resource, ResourceId};
 use crate::desired::Desired;
-use crate::error::{Error, ErrorKind, Result, ResultExt};
+use crate::error::{AwsContext, Error, ErrorKind, Result, ResultExt};
 use crate::render::{Document, Documents};
 
 /// How long teardown waits for terminated instances to be gone (they hold ENIs in the subnets).
@@ -83,10 +83,9 @@ pub async fn find(cx: &Cx) -> Result<Vec<Orphan>> {
         .send()
         .try_collect();
     let (instances, templates, profiles) = tokio::join!(instances, templates, karpenter_profiles(cx));
-    let instances =
-        instances.map_err(|e| Error::aws("failed to look for Karpenter's instances", "ec2:DescribeInstances", e))?;
-    let templates = templates
-        .map_err(|e| Error::aws("failed to look for Karpenter's launch templates", "ec2:DescribeLaunchTemplates", e))?;
+    let instances = instances.or_aws("failed to look for Karpenter's instances", "ec2:DescribeInstances")?;
+    let templates =
+        templates.or_aws("failed to look for Karpenter's launch templates", "ec2:DescribeLaunchTemplates")?;
     let templates = templates.iter().filter_map(|t| t.launch_template_id()).map(str::to_string).collect();
     let instances =
         instances.iter().flat_map(|r| r.instances()).filter_map(|i| i.instance_id()).map(str::to_string).collect();
@@ -125,16 +124,19 @@ async fn karpenter_profiles(cx: &Cx) -> Result<Vec<(String, Vec<String>)>> {
     let iam = &cx.aws.iam;
     let path = profile_path(&cx.cluster.region, &cx.desired.target.cluster);
     let listed = iam.list_instance_profiles().path_prefix(&path).into_paginator().items().send().try_collect().await;
-    let listed = listed.map_err(|e| Error::aws("failed to list instance profiles", "iam:ListInstanceProfiles", e))?;
+    let listed = listed.or_aws("failed to list instance profiles", "iam:ListInstanceProfiles")?;
     let cluster_key = format!("kubernetes.io/cluster/{}", cx.desired.target.cluster);
     let found: Vec<Option<(String, Vec<String>)>> = stream::iter(listed)
         .map(|p| {
             let cluster_key = &cluster_key;
             async move {
                 let name = p.instance_profile_name().to_string();
-                let got = iam.get_instance_profile().instance_profile_name(&name).send().await.map_err(|e| {
-                    Error::aws(format!("failed to read instance profile {name}"), "iam:GetInstanceProfile", e)
-                });
+                let got = iam
+                    .get_instance_profile()
+                    .instance_profile_name(&name)
+                    .send()
+                    .await
+                    .or_aws(format!("failed to read instance profile {name}"), "iam:GetInstanceProfile");
                 let Some(got) = got.found()? else { return Ok(None) };
                 let Some(profile) = got.instance_profile() else { return Ok(None) };
                 let has = |k: &str| profile.tags().iter().any(|t| t.key() == k);
@@ -151,15 +153,12 @@ async fn karpenter_profiles(cx: &Cx) -> Result<Vec<(String, Vec<String>)>> {
 async fn terminate(cx: &Cx, id: &str) -> Result<()> {
     let ec2 = &cx.aws.ec2;
     let r = ec2.terminate_instances().instance_ids(id).send().await;
-    ignore_gone(r.map_err(|e| Error::aws(format!("failed to terminate instance {id}"), "ec2:TerminateInstances", e)))?;
+    ignore_gone(r.or_aws(format!("failed to terminate instance {id}"), "ec2:TerminateInstances"))?;
     let deadline = tokio::time::Instant::now() + TERMINATE_TIMEOUT;
     let mut step = crate::kube::FIRST_LOOK;
     loop {
         let out = ec2.describe_instances().instance_ids(id).send().await;
-        let state = match out
-            .map_err(|e| Error::aws(format!("failed to read instance {id}"), "ec2:DescribeInstances", e))
-            .found()?
-        {
+        let state = match out.or_aws(format!("failed to read instance {id}"), "ec2:DescribeInstances").found()? {
             None => return Ok(()),
             Some(o) => o
                 .reservations()
@@ -225,9 +224,9 @@ impl Resource for Orphan {
             OrphanKind::Instance => terminate(cx, &self.key).await,
             OrphanKind::LaunchTemplate => {
                 let r = cx.aws.ec2.delete_launch_template().launch_template_id(&self.key).send().await;
-                ignore_gone(r.map_err(|e| {
-                    Error::aws(format!("failed to delete launch template {}", self.key), "ec2:DeleteLaunchTemplate", e)
-                }))
+                ignore_gone(
+                    r.or_aws(format!("failed to delete launch template {}", self.key), "ec2:DeleteLaunchTemplate"),
+                )
             }
             OrphanKind::InstanceProfile => delete_instance_profile(cx, &self.key, &self.roles).await,
         }

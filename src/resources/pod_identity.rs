@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use super::ignore_gone;
 use super::{tag_map, Cx, Dep, Drift, Kind, Observed, Resource, ResourceId};
 use crate::desired::{AuthMode, Desired, SERVICE_ACCOUNT};
-use crate::error::{Error, Result};
+use crate::error::{AwsContext, Result};
 use crate::render::{Document, Documents};
 use crate::retry::{classify, patiently};
 
@@ -77,9 +77,7 @@ impl Resource for PodIdentityAssociation {
             .send()
             .try_collect()
             .await
-            .map_err(|e| {
-                Error::aws("failed to list Pod Identity associations", "eks:ListPodIdentityAssociations", e)
-            })?;
+            .or_aws("failed to list Pod Identity associations", "eks:ListPodIdentityAssociations")?;
         let Some(id) = list.first().and_then(|a| a.association_id()) else {
             return Ok(Observed::absent());
         };
@@ -89,9 +87,7 @@ impl Resource for PodIdentityAssociation {
             .association_id(id)
             .send()
             .await
-            .map_err(|e| {
-                Error::aws("failed to read the Pod Identity association", "eks:DescribePodIdentityAssociation", e)
-            })?;
+            .or_aws("failed to read the Pod Identity association", "eks:DescribePodIdentityAssociation")?;
         let Some(a) = got.association() else { return Ok(Observed::absent()) };
         let role_differs = a.role_arn() != Some(self.role_arn.as_str());
         let drift = if role_differs {
@@ -107,7 +103,7 @@ impl Resource for PodIdentityAssociation {
 
     async fn tag(&self, cx: &Cx, f: &Facts) -> Result<()> {
         let r = cx.aws.eks.tag_resource().resource_arn(&f.arn).set_tags(Some(tag_map(&cx.desired))).send().await;
-        r.map(|_| ()).map_err(|e| Error::aws("failed to tag the Pod Identity association", "eks:TagResource", e))
+        r.map(|_| ()).or_aws("failed to tag the Pod Identity association", "eks:TagResource")
     }
 
     async fn apply(&self, cx: &Cx, seen: &Observed<Facts>) -> Result<()> {
@@ -125,13 +121,7 @@ impl Resource for PodIdentityAssociation {
                     .send()
                     .await
                     .map(|_| ())
-                    .map_err(|e| {
-                        Error::aws(
-                            "failed to create the Pod Identity association",
-                            "eks:CreatePodIdentityAssociation",
-                            e,
-                        )
-                    })
+                    .or_aws("failed to create the Pod Identity association", "eks:CreatePodIdentityAssociation")
             })
             .await;
         };
@@ -143,13 +133,7 @@ impl Resource for PodIdentityAssociation {
                     .role_arn(&self.role_arn)
                     .send()
                     .await
-                    .map_err(|e| {
-                        Error::aws(
-                            "failed to update the Pod Identity association",
-                            "eks:UpdatePodIdentityAssociation",
-                            e,
-                        )
-                    })
+                    .or_aws("failed to update the Pod Identity association", "eks:UpdatePodIdentityAssociation")
             })
             .await?;
         }
@@ -166,8 +150,6 @@ impl Resource for PodIdentityAssociation {
             .association_id(&f.id)
             .send()
             .await;
-        ignore_gone(r.map_err(|e| {
-            Error::aws("failed to delete the Pod Identity association", "eks:DeletePodIdentityAssociation", e)
-        }))
+        ignore_gone(r.or_aws("failed to delete the Pod Identity association", "eks:DeletePodIdentityAssociation"))
     }
 }

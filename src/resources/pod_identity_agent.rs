@@ -14,7 +14,7 @@ use aws_sdk_eks::types::{Addon, AddonStatus};
 use super::{ignore_gone, tag_map, Cx, Drift, Kind, Observed, Presence, Resource, ResourceId};
 use crate::desired::AuthMode;
 use crate::desired::Desired;
-use crate::error::{Error, ErrorKind, Result, ResultExt};
+use crate::error::{AwsContext, Error, ErrorKind, Result, ResultExt};
 use crate::render::{Document, Documents};
 use crate::retry::{classify, patiently};
 
@@ -74,7 +74,7 @@ impl PodIdentityAgent {
             .addon_name(AGENT_ADDON)
             .send()
             .await
-            .map_err(|e| Error::aws(format!("failed to read the {AGENT_ADDON} add-on"), "eks:DescribeAddon", e));
+            .or_aws(format!("failed to read the {AGENT_ADDON} add-on"), "eks:DescribeAddon");
         Ok(got.found()?.and_then(|g| g.addon().cloned()))
     }
 
@@ -150,9 +150,7 @@ impl Resource for PodIdentityAgent {
                         .set_tags(Some(tag_map(&cx.desired)))
                         .send()
                         .await
-                        .map_err(|e| {
-                            Error::aws(format!("failed to install the {AGENT_ADDON} add-on"), "eks:CreateAddon", e)
-                        })
+                        .or_aws(format!("failed to install the {AGENT_ADDON} add-on"), "eks:CreateAddon")
                 })
                 .await?;
             }
@@ -167,8 +165,6 @@ impl Resource for PodIdentityAgent {
 
     async fn delete(&self, cx: &Cx, _seen: &Observed<Facts>) -> Result<()> {
         let r = cx.aws.eks.delete_addon().cluster_name(&cx.cluster.name).addon_name(AGENT_ADDON).send().await;
-        ignore_gone(
-            r.map_err(|e| Error::aws(format!("failed to remove the {AGENT_ADDON} add-on"), "eks:DeleteAddon", e)),
-        )
+        ignore_gone(r.or_aws(format!("failed to remove the {AGENT_ADDON} add-on"), "eks:DeleteAddon"))
     }
 }

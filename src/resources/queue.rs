@@ -10,7 +10,7 @@ use super::ignore_gone;
 use super::{parse_policy, policy_eq, tag_map, Cx, Drift, Kind, Observed, Resource, ResourceId};
 use crate::desired::Desired;
 use crate::diff::{self, Compare};
-use crate::error::{Error, Result, ResultExt};
+use crate::error::{AwsContext, Result, ResultExt};
 use crate::render::{DocKind, Document, Documents};
 use crate::retry::{classify, patiently};
 
@@ -76,7 +76,7 @@ impl Resource for Queue {
             .queue_name(&self.name)
             .send()
             .await
-            .map_err(|e| Error::aws(format!("failed to look up SQS queue {}", self.name), "sqs:GetQueueUrl", e));
+            .or_aws(format!("failed to look up SQS queue {}", self.name), "sqs:GetQueueUrl");
         let Some(url) = url.found()? else { return Ok(Observed::absent()) };
         let url = url.queue_url().unwrap_or_default().to_string();
         let (attrs, tags) = tokio::join!(
@@ -84,12 +84,9 @@ impl Resource for Queue {
             sqs.list_queue_tags().queue_url(&url).send()
         );
         // Just after a DeleteQueue, SQS may still hand out the URL of a queue that is gone.
-        let attrs = attrs
-            .map_err(|e| Error::aws(format!("failed to read SQS queue {}", self.name), "sqs:GetQueueAttributes", e));
+        let attrs = attrs.or_aws(format!("failed to read SQS queue {}", self.name), "sqs:GetQueueAttributes");
         let Some(attrs) = attrs.found()? else { return Ok(Observed::absent()) };
-        let tags = tags.map_err(|e| {
-            Error::aws(format!("failed to read tags of SQS queue {}", self.name), "sqs:ListQueueTags", e)
-        })?;
+        let tags = tags.or_aws(format!("failed to read tags of SQS queue {}", self.name), "sqs:ListQueueTags")?;
         let empty = HashMap::new();
         let have = attrs.attributes().unwrap_or(&empty);
         let mut drift = Vec::new();
@@ -120,7 +117,7 @@ impl Resource for Queue {
 
     async fn tag(&self, cx: &Cx, f: &Facts) -> Result<()> {
         let r = cx.aws.sqs.tag_queue().queue_url(&f.url).set_tags(Some(tag_map(&cx.desired))).send().await;
-        r.map(|_| ()).map_err(|e| Error::aws(format!("failed to tag SQS queue {}", self.name), "sqs:TagQueue", e))
+        r.map(|_| ()).or_aws(format!("failed to tag SQS queue {}", self.name), "sqs:TagQueue")
     }
 
     async fn apply(&self, cx: &Cx, seen: &Observed<Facts>) -> Result<()> {
@@ -133,10 +130,7 @@ impl Resource for Queue {
             // After a teardown SQS keeps the name for 60 s (QueueDeletedRecently).
             let what = format!("queue {}", self.name);
             patiently(&what, classify, || async {
-                req.clone()
-                    .send()
-                    .await
-                    .map_err(|e| Error::aws(format!("failed to create SQS queue {}", self.name), "sqs:CreateQueue", e))
+                req.clone().send().await.or_aws(format!("failed to create SQS queue {}", self.name), "sqs:CreateQueue")
             })
             .await?;
             return Ok(());
@@ -146,9 +140,7 @@ impl Resource for Queue {
             for (k, v) in &f.fix {
                 req = req.attributes(k.clone(), v);
             }
-            req.send().await.map_err(|e| {
-                Error::aws(format!("failed to update SQS queue {}", self.name), "sqs:SetQueueAttributes", e)
-            })?;
+            req.send().await.or_aws(format!("failed to update SQS queue {}", self.name), "sqs:SetQueueAttributes")?;
         }
         Ok(())
     }
@@ -156,8 +148,6 @@ impl Resource for Queue {
     async fn delete(&self, cx: &Cx, seen: &Observed<Facts>) -> Result<()> {
         let Some(f) = seen.facts() else { return Ok(()) };
         let r = cx.aws.sqs.delete_queue().queue_url(&f.url).send().await;
-        ignore_gone(
-            r.map_err(|e| Error::aws(format!("failed to delete SQS queue {}", self.name), "sqs:DeleteQueue", e)),
-        )
+        ignore_gone(r.or_aws(format!("failed to delete SQS queue {}", self.name), "sqs:DeleteQueue"))
     }
 }

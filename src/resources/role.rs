@@ -8,7 +8,7 @@ use super::ignore_gone;
 use super::{iam_owned, iam_tags, parse_policy, policy_eq, Cx, Dep, Drift, Kind, Observed, Resource, ResourceId};
 use crate::desired::{Desired, NODE_MANAGED_POLICIES};
 use crate::diff::{self, Compare};
-use crate::error::{Error, ResultExt};
+use crate::error::{AwsContext, Error, ResultExt};
 use crate::render::{DocKind, Document, Documents};
 use crate::retry::{classify, classify_fresh, patiently};
 
@@ -76,15 +76,15 @@ impl Role {
         let calls = arns.iter().map(|arn| async move {
             let what = format!("role {} and policy {}", self.name, short(arn));
             patiently(&what, classify_fresh, || async {
-                cx.aws.iam.attach_role_policy().role_name(&self.name).policy_arn(arn).send().await.map(|_| ()).map_err(
-                    |e| {
-                        Error::aws(
-                            format!("failed to attach {arn} to IAM role {}", self.name),
-                            "iam:AttachRolePolicy",
-                            e,
-                        )
-                    },
-                )
+                cx.aws
+                    .iam
+                    .attach_role_policy()
+                    .role_name(&self.name)
+                    .policy_arn(arn)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .or_aws(format!("failed to attach {arn} to IAM role {}", self.name), "iam:AttachRolePolicy")
             })
             .await
         });
@@ -118,11 +118,10 @@ impl Resource for Role {
             iam.get_role().role_name(&self.name).send(),
             iam.list_attached_role_policies().role_name(&self.name).into_paginator().items().send().try_collect()
         );
-        let role = role.map_err(|e| Error::aws(format!("failed to read IAM role {}", self.name), "iam:GetRole", e));
+        let role = role.or_aws(format!("failed to read IAM role {}", self.name), "iam:GetRole");
         let Some(role) = role.found()? else { return Ok(Observed::absent()) };
-        let attached = attached.map_err(|e| {
-            Error::aws(format!("failed to list policies of IAM role {}", self.name), "iam:ListAttachedRolePolicies", e)
-        })?;
+        let attached = attached
+            .or_aws(format!("failed to list policies of IAM role {}", self.name), "iam:ListAttachedRolePolicies")?;
         let r = role.role();
         let owned = r.is_some_and(|r| iam_owned(&cx.desired, r.tags()));
         let trust = match r.and_then(|r| r.assume_role_policy_document()) {
@@ -151,7 +150,7 @@ impl Resource for Role {
         let tags = iam_tags(&cx.desired)?;
         patiently(&format!("role {}", self.name), classify, || async {
             let r = cx.aws.iam.tag_role().role_name(&self.name).set_tags(Some(tags.clone())).send().await;
-            r.map(|_| ()).map_err(|e| Error::aws(format!("failed to tag IAM role {}", self.name), "iam:TagRole", e))
+            r.map(|_| ()).or_aws(format!("failed to tag IAM role {}", self.name), "iam:TagRole")
         })
         .await
     }
@@ -170,21 +169,18 @@ impl Resource for Role {
                 .set_tags(Some(iam_tags(&cx.desired)?))
                 .send()
                 .await
-                .map_err(|e| Error::aws(format!("failed to create IAM role {}", self.name), "iam:CreateRole", e))?;
+                .or_aws(format!("failed to create IAM role {}", self.name), "iam:CreateRole")?;
             return self.attach(cx, &self.policies).await;
         };
         let busy = format!("role {}", self.name);
         if f.trust_differs {
             patiently(&busy, classify, || async {
-                iam.update_assume_role_policy().role_name(&self.name).policy_document(&trust).send().await.map_err(
-                    |e| {
-                        Error::aws(
-                            format!("failed to update the trust policy of {}", self.name),
-                            "iam:UpdateAssumeRolePolicy",
-                            e,
-                        )
-                    },
-                )
+                iam.update_assume_role_policy()
+                    .role_name(&self.name)
+                    .policy_document(&trust)
+                    .send()
+                    .await
+                    .or_aws(format!("failed to update the trust policy of {}", self.name), "iam:UpdateAssumeRolePolicy")
             })
             .await?;
         }
@@ -223,20 +219,12 @@ impl Resource for Role {
                     iam.list_instance_profiles_for_role().role_name(name).into_paginator().items().send().try_collect()
                 );
                 let attached: Vec<String> = attached
-                    .map_err(|e| {
-                        Error::aws(format!("failed to list policies of {name}"), "iam:ListAttachedRolePolicies", e)
-                    })?
+                    .or_aws(format!("failed to list policies of {name}"), "iam:ListAttachedRolePolicies")?
                     .iter()
                     .filter_map(|p| p.policy_arn().map(str::to_string))
                     .collect();
                 let profiles: Vec<String> = profiles
-                    .map_err(|e| {
-                        Error::aws(
-                            format!("failed to list instance profiles of {name}"),
-                            "iam:ListInstanceProfilesForRole",
-                            e,
-                        )
-                    })?
+                    .or_aws(format!("failed to list instance profiles of {name}"), "iam:ListInstanceProfilesForRole")?
                     .iter()
                     .map(|p| p.instance_profile_name().to_string())
                     .collect();
@@ -258,7 +246,7 @@ impl Resource for Role {
 impl Role {
     async fn delete_role(&self, cx: &Cx) -> Result<(), Error> {
         let r = cx.aws.iam.delete_role().role_name(&self.name).send().await;
-        ignore_gone(r.map_err(|e| Error::aws(format!("failed to delete IAM role {}", self.name), "iam:DeleteRole", e)))
+        ignore_gone(r.or_aws(format!("failed to delete IAM role {}", self.name), "iam:DeleteRole"))
     }
 
     /// Detach managed policies, concurrently (IAM refuses to delete a role that has any).
@@ -272,9 +260,7 @@ impl Role {
         let name = &self.name;
         let calls = names.iter().map(|p| async move {
             let r = cx.aws.iam.delete_role_policy().role_name(name).policy_name(p).send().await;
-            ignore_gone(r.map_err(|e| {
-                Error::aws(format!("failed to delete inline policy {p} of {name}"), "iam:DeleteRolePolicy", e)
-            }))
+            ignore_gone(r.or_aws(format!("failed to delete inline policy {p} of {name}"), "iam:DeleteRolePolicy"))
         });
         futures::future::try_join_all(calls).await.map(|_| ())
     }
@@ -283,7 +269,7 @@ impl Role {
 /// The names of a role's inline policies (none when the role is gone).
 async fn list_inline(cx: &Cx, name: &str) -> Result<Vec<String>, Error> {
     let r = cx.aws.iam.list_role_policies().role_name(name).into_paginator().items().send().try_collect().await;
-    Ok(r.map_err(|e| Error::aws(format!("failed to list inline policies of {name}"), "iam:ListRolePolicies", e))
+    Ok(r.or_aws(format!("failed to list inline policies of {name}"), "iam:ListRolePolicies")
         .found()?
         .unwrap_or_default())
 }
@@ -297,7 +283,7 @@ pub(crate) async fn detach_role_policy(cx: &Cx, role: &str, arn: &str, what: &st
     ignore_gone(
         patiently(&busy, classify, || async {
             let r = cx.aws.iam.detach_role_policy().role_name(role).policy_arn(arn).send().await;
-            r.map_err(|e| Error::aws(format!("failed to detach {what} from {role}"), "iam:DetachRolePolicy", e))
+            r.or_aws(format!("failed to detach {what} from {role}"), "iam:DetachRolePolicy")
         })
         .await,
     )

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 
 use super::{Cx, Kind, Observed, Presence, Resource, ResourceId};
 use crate::desired::Desired;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{AwsContext, Error, ErrorKind, Result};
 use crate::render::{Document, Documents};
 
 /// Service-linked roles for spot live under this path (the name differs between AWS and
@@ -28,7 +28,7 @@ async fn exists(cx: &Cx) -> Result<bool> {
         .send()
         .try_collect()
         .await
-        .map_err(|e| Error::aws("failed to look for the EC2 Spot service-linked role", "iam:ListRoles", e))?;
+        .or_aws("failed to look for the EC2 Spot service-linked role", "iam:ListRoles")?;
     Ok(!out.is_empty())
 }
 
