@@ -66,6 +66,11 @@ impl Resource for AccessEntry {
         vec![Dep::on(self.role_id.clone())]
     }
 
+    fn needs_created(&self) -> Vec<ResourceId> {
+        // The role must be there to be named; its policies need not be attached yet.
+        vec![self.role_id.clone()]
+    }
+
     fn not_wanted(&self, cx: &Cx) -> Option<String> {
         (!cx.cluster.auth_mode.has_api())
             .then(|| "the cluster authenticates with the aws-auth ConfigMap only (see aws-auth/...)".to_string())

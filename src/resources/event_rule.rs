@@ -7,7 +7,7 @@ use aws_sdk_eventbridge::types::{RuleState, Tag, Target};
 use serde_json::Value;
 
 use super::ignore_gone;
-use super::{Cx, Dep, Drift, Kind, Observed, Resource, ResourceId};
+use super::{Cx, Dep, Drift, Hold, Kind, Observed, Resource, ResourceId};
 use crate::desired::Desired;
 use crate::diff::{self, Compare};
 use crate::error::{AwsContext, Error, ErrorKind, Result, ResultExt};
@@ -208,6 +208,11 @@ impl Resource for EventRule {
             self.put_target(cx).await?;
         }
         Ok(())
+    }
+
+    fn holds(&self) -> Hold {
+        // EventBridge lets a rule outlive the queue it targets: both go at once.
+        Hold::No
     }
 
     async fn delete(&self, cx: &Cx, seen: &Observed<Facts>) -> Result<()> {

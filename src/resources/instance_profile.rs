@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 
 use super::ignore_gone;
-use super::{iam_owned, iam_tags, Cx, Dep, Drift, Kind, Observed, Resource, ResourceId};
+use super::{iam_owned, iam_tags, Cx, Dep, Drift, Hold, Kind, Observed, Resource, ResourceId};
 use crate::desired::Desired;
 use crate::error::{AwsContext, Result, ResultExt};
 use crate::render::{Document, Documents};
@@ -65,6 +65,11 @@ impl Resource for InstanceProfile {
 
     fn documents(&self, _d: &Desired, _docs: &Documents) -> Result<Vec<Document>> {
         Ok(Vec::new())
+    }
+
+    fn needs_created(&self) -> Vec<ResourceId> {
+        // The role must be there to be named; its policies need not be attached yet.
+        vec![super::role::id(&self.role)]
     }
 
     async fn observe(&self, cx: &Cx) -> Result<Observed<Facts>> {
@@ -129,13 +134,22 @@ impl Resource for InstanceProfile {
         true
     }
 
-    async fn delete(&self, cx: &Cx, seen: &Observed<Facts>) -> Result<()> {
-        // The roles observation saw: no second read before the delete.
+    fn holds(&self) -> Hold {
+        Hold::UntilPrepared
+    }
+
+    async fn prepare_delete(&self, cx: &Cx, seen: &Observed<Facts>) -> Result<()> {
+        // The roles observation saw, taken out at once (no second read): the role can then go
+        // while the profile is deleted.
         let roles: Vec<String> = match seen.facts() {
             Some(f) => f.other_roles.iter().cloned().chain(f.has_role.then(|| self.role.clone())).collect(),
             None => Vec::new(),
         };
-        delete_instance_profile(cx, &self.name, &roles).await
+        remove_roles(cx, &self.name, &roles).await
+    }
+
+    async fn delete(&self, cx: &Cx, _seen: &Observed<Facts>) -> Result<()> {
+        delete_instance_profile(cx, &self.name).await
     }
 }
 
@@ -145,12 +159,16 @@ pub async fn remove_role(cx: &Cx, profile: &str, role: &str) -> Result<()> {
     ignore_gone(r.or_aws(format!("failed to take {role} out of {profile}"), "iam:RemoveRoleFromInstanceProfile"))
 }
 
-/// Delete an instance profile, taking out first the roles it was seen holding (IAM refuses
-/// otherwise). Should a role have been added since, IAM answers DeleteConflict: the profile
-/// is read again, emptied, and deleted. Shared with the orphan sweep, which removes the
-/// profiles Karpenter made.
-pub async fn delete_instance_profile(cx: &Cx, name: &str, roles: &[String]) -> Result<()> {
-    futures::future::try_join_all(roles.iter().map(|r| remove_role(cx, name, r))).await?;
+/// Take `roles` out of instance profile `name`, concurrently.
+pub async fn remove_roles(cx: &Cx, name: &str, roles: &[String]) -> Result<()> {
+    futures::future::try_join_all(roles.iter().map(|r| remove_role(cx, name, r))).await.map(|_| ())
+}
+
+/// Delete an instance profile whose roles [`remove_roles`] took out (IAM refuses to delete one
+/// holding a role). Should a role have been added since, IAM answers DeleteConflict: the
+/// profile is read again, emptied, and deleted. Shared with the orphan sweep, which removes
+/// the profiles Karpenter made.
+pub async fn delete_instance_profile(cx: &Cx, name: &str) -> Result<()> {
     let delete = || async {
         let r = cx.aws.iam.delete_instance_profile().instance_profile_name(name).send().await;
         ignore_gone(r.or_aws(format!("failed to delete instance profile {name}"), "iam:DeleteInstanceProfile"))
@@ -170,7 +188,7 @@ pub async fn delete_instance_profile(cx: &Cx, name: &str, roles: &[String]) -> R
                 .instance_profile()
                 .map(|p| p.roles().iter().map(|r| r.role_name().to_string()).collect())
                 .unwrap_or_default();
-            futures::future::try_join_all(now.iter().map(|r| remove_role(cx, name, r))).await?;
+            remove_roles(cx, name, &now).await?;
             delete().await
         }
         other => other,

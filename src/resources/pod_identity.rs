@@ -54,6 +54,11 @@ impl Resource for PodIdentityAssociation {
         vec![Dep::on(self.role_id.clone())]
     }
 
+    fn needs_created(&self) -> Vec<ResourceId> {
+        // The role must be there to be named; its policies need not be attached yet.
+        vec![self.role_id.clone()]
+    }
+
     fn not_wanted(&self, cx: &Cx) -> Option<String> {
         (cx.desired.target.auth != AuthMode::PodIdentity).then(|| "not used with --auth irsa".to_string())
     }

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::ignore_gone;
-use super::{iam_owned, iam_tags, parse_policy, policy_eq, Cx, Dep, Drift, Kind, Observed, Resource, ResourceId};
+use super::{iam_owned, iam_tags, parse_policy, policy_eq, Cx, Dep, Drift, Hold, Kind, Observed, Resource, ResourceId};
 use crate::desired::{Desired, NODE_MANAGED_POLICIES};
 use crate::diff::{self, Compare};
 use crate::error::{AwsContext, Error, ResultExt};
@@ -170,6 +170,9 @@ impl Resource for Role {
                 .send()
                 .await
                 .or_aws(format!("failed to create IAM role {}", self.name), "iam:CreateRole")?;
+            // What only names the role (its instance profile, association, access entry) can
+            // go ahead while the policies are attached.
+            cx.progress.created(&id(&self.name));
             return self.attach(cx, &self.policies).await;
         };
         let busy = format!("role {}", self.name);
@@ -189,6 +192,11 @@ impl Resource for Role {
 
     fn is_iam(&self) -> bool {
         true
+    }
+
+    fn holds(&self) -> Hold {
+        // Detached in `prepare_delete`, its policies can go before the role does.
+        Hold::UntilPrepared
     }
 
     async fn prepare_delete(&self, cx: &Cx, seen: &Observed<Facts>) -> Result<(), Error> {
