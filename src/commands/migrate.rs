@@ -14,7 +14,7 @@ use crate::cluster;
 use crate::context::Hooks;
 use crate::error::{Error, ErrorKind, Result};
 use crate::kube::{Kube, Wait};
-use crate::migrate::discover::{self, Workloads};
+use crate::migrate::discover::{self, GroupKind, NodeGroup, Workloads};
 use crate::migrate::plan::{self, Plan, Step};
 use crate::migrate::{infer, rollback, steps, NODEGROUP_LABEL};
 use crate::output::{self, Report};
@@ -67,7 +67,8 @@ pub async fn run(g: &GlobalArgs, a: &MigrateArgs, hooks: &Hooks) -> Result<Repor
     let dir = tempfile::tempdir()
         .map_err(|e| Error::io("failed to create a temporary directory in", &std::env::temp_dir(), e))?;
     let values = dir.path().join("migrate-values.yaml");
-    std::fs::write(&values, pin_values(&plan.controller_group))
+    let pinned = groups.iter().find(|g| g.name == plan.controller_group);
+    std::fs::write(&values, pinned.map(pin_values).unwrap_or_default())
         .map_err(|e| Error::io("failed to write", &values, e))?;
     let mut install = a.install.clone();
     install.no_default_nodepool = true;
@@ -116,13 +117,17 @@ pub async fn run(g: &GlobalArgs, a: &MigrateArgs, hooks: &Hooks) -> Result<Repor
 }
 
 /// The helm values that keep the controller on the node group that stays, off Karpenter's
-/// own nodes (karpenter-facts §13).
-fn pin_values(group: &str) -> String {
+/// own nodes (karpenter-facts §13): a managed group by EKS's node group label, a self-managed
+/// one by the labels its node-template tags say its nodes carry.
+fn pin_values(group: &NodeGroup) -> String {
+    let mut terms = vec![json!({"key": "karpenter.sh/nodepool", "operator": "DoesNotExist"})];
+    match group.kind {
+        GroupKind::Managed => terms.push(json!({"key": NODEGROUP_LABEL, "operator": "In", "values": [group.name]})),
+        GroupKind::SelfManaged => terms
+            .extend(group.labels.iter().map(|(k, v)| json!({"key": k, "operator": "In", "values": [v]}))),
+    }
     let affinity = json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
-    "nodeSelectorTerms": [{"matchExpressions": [
-        {"key": "karpenter.sh/nodepool", "operator": "DoesNotExist"},
-        {"key": NODEGROUP_LABEL, "operator": "In", "values": [group]},
-    ]}]}}}});
+    "nodeSelectorTerms": [{"matchExpressions": terms}]}}}});
     serde_yaml_ng::to_string(&affinity).unwrap_or_default()
 }
 
@@ -203,6 +208,13 @@ fn report(
     }
     let _ = writeln!(text, "Steps:");
     step_lines(&mut text, steps, a.dry_run);
+    let notes: Vec<&String> = plan.pools.iter().flat_map(|p| &p.image.notes).collect();
+    if !notes.is_empty() {
+        let _ = writeln!(text, "Not carried over as it was (check before applying):");
+        for n in &notes {
+            let _ = writeln!(text, "  {n}");
+        }
+    }
     if !plan.interrupted.is_empty() {
         let _ = writeln!(text, "Will be interrupted by the drain:");
         for p in &plan.interrupted {
@@ -226,6 +238,7 @@ fn report(
     r.body.insert("nodegroups".into(), json!(plan.groups));
     r.body.insert("steps".into(), json!(steps));
     r.body.insert("will_be_interrupted".into(), json!(plan.interrupted));
+    r.body.insert("notes".into(), json!(notes));
     r.text = text;
     r
 }
