@@ -123,8 +123,9 @@ fn pin_values(group: &NodeGroup) -> String {
     let mut terms = vec![json!({"key": "karpenter.sh/nodepool", "operator": "DoesNotExist"})];
     match group.kind {
         GroupKind::Managed => terms.push(json!({"key": NODEGROUP_LABEL, "operator": "In", "values": [group.name]})),
-        GroupKind::SelfManaged => terms
-            .extend(group.labels.iter().map(|(k, v)| json!({"key": k, "operator": "In", "values": [v]}))),
+        GroupKind::SelfManaged => {
+            terms.extend(group.labels.iter().map(|(k, v)| json!({"key": k, "operator": "In", "values": [v]})))
+        }
     }
     let affinity = json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
     "nodeSelectorTerms": [{"matchExpressions": terms}]}}}});

@@ -59,9 +59,9 @@ pub async fn groups(aws: &Aws, cluster: &str) -> Result<Vec<NodeGroup>> {
     for a in found {
         let Some(mut g) = from_sdk(&a, cluster) else { continue };
         let mixed = a.mixed_instances_policy();
-        let spec = a.launch_template().or_else(|| {
-            mixed.and_then(|m| m.launch_template()).and_then(|t| t.launch_template_specification())
-        });
+        let spec = a
+            .launch_template()
+            .or_else(|| mixed.and_then(|m| m.launch_template()).and_then(|t| t.launch_template_specification()));
         let Some(spec) = spec else {
             return Err(Error::invalid(
                 format!("Auto Scaling group {} has no launch template (a launch configuration?)", g.name),
@@ -181,11 +181,7 @@ pub async fn untag(aws: &Aws, g: &NodeGroup, keys: &[&str]) -> Result<()> {
     let what = || format!("failed to remove Auto Scaling group {}'s record", g.name);
     let mut req = aws.autoscaling.delete_tags();
     for k in keys {
-        let t = Tag::builder()
-            .resource_id(&g.name)
-            .resource_type("auto-scaling-group")
-            .key(*k)
-            .build();
+        let t = Tag::builder().resource_id(&g.name).resource_type("auto-scaling-group").key(*k).build();
         req = req.tags(t);
     }
     req.send().await.map_err(|e| Error::aws(what(), "autoscaling:DeleteTags", e))?;
@@ -250,7 +246,9 @@ mod tests {
                     .overrides(LaunchTemplateOverrides::builder().instance_type("m5a.large").build())
                     .build(),
             )
-            .instances_distribution(InstancesDistribution::builder().on_demand_percentage_above_base_capacity(0).build())
+            .instances_distribution(
+                InstancesDistribution::builder().on_demand_percentage_above_base_capacity(0).build(),
+            )
             .build();
         let a = AutoScalingGroup::builder()
             .auto_scaling_group_name("workers")
@@ -270,7 +268,10 @@ mod tests {
         assert_eq!(g.instance_types, vec!["m5.large", "m5a.large"]);
         assert_eq!(g.capacity_type, "SPOT");
         assert_eq!(g.labels, tags(&[("team", "web")]));
-        assert_eq!(g.taints, vec![Taint { key: "dedicated".into(), value: "batch".into(), effect: "NoExecute".into() }]);
+        assert_eq!(
+            g.taints,
+            vec![Taint { key: "dedicated".into(), value: "batch".into(), effect: "NoExecute".into() }]
+        );
         assert_eq!(g.subnets, vec!["subnet-a", "subnet-b"]);
         assert_eq!(g.scaling, Scaling { min: 1, max: 5, desired: 3 });
         assert_eq!(g.original, Some(Scaling { min: 1, max: 5, desired: 4 }));

@@ -88,12 +88,8 @@ fn judge(
             Some(floor) if floor == g.scaling => {
                 Check::new(id, Status::Pass, format!("{what} is at its floor ({floor})"))
             }
-            Some(floor) => Check::new(
-                id,
-                Status::Fail,
-                format!("{what} is at {}, not its floor {floor}", g.scaling),
-            )
-            .with_hint(format!("{cont}, or {back}")),
+            Some(floor) => Check::new(id, Status::Fail, format!("{what} is at {}, not its floor {floor}", g.scaling))
+                .with_hint(format!("{cont}, or {back}")),
             None => Check::new(id, Status::Fail, format!("{what} has no recorded floor yet"))
                 .with_hint(format!("{cont}, or {back}")),
         });

@@ -269,12 +269,8 @@ impl Workloads {
 
     /// The names of a node group's nodes, by name.
     pub fn group_nodes(&self, group: &NodeGroup) -> Vec<String> {
-        let mut out: Vec<String> = self
-            .nodes
-            .iter()
-            .filter(|n| group.owns(n))
-            .map(|n| str_at(n, "/metadata/name").to_string())
-            .collect();
+        let mut out: Vec<String> =
+            self.nodes.iter().filter(|n| group.owns(n)).map(|n| str_at(n, "/metadata/name").to_string()).collect();
         out.sort();
         out
     }

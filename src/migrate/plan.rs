@@ -131,7 +131,14 @@ pub fn plan(groups: &[NodeGroup], autoscalers: &[Autoscaler], w: &Workloads, opt
         nodes.sort_by_key(|n| (cordoned_by_us(w, n), !hosts_karpenter(w, n), n.clone()));
         let cut = (target.desired.max(0) as usize).min(nodes.len());
         let drain_nodes = nodes.split_off(cut);
-        plans.push(GroupPlan { name: g.name.clone(), id: g.target(), original, target, keep_nodes: nodes, drain_nodes });
+        plans.push(GroupPlan {
+            name: g.name.clone(),
+            id: g.target(),
+            original,
+            target,
+            keep_nodes: nodes,
+            drain_nodes,
+        });
     }
     plans.sort_by_key(|p| p.name == controller);
     let mut interrupted = Vec::new();
@@ -218,12 +225,7 @@ impl Plan {
             out.push(step("drain", gp.id.clone(), format!("cordon and drain {list}"), drained));
             let now = groups.iter().find(|g| g.name == gp.name);
             let done = now.is_some_and(|g| g.scaling == gp.target && g.original.is_some());
-            out.push(step(
-                "scale",
-                gp.id.clone(),
-                format!("{} -> {}", gp.original, gp.target),
-                done,
-            ));
+            out.push(step("scale", gp.id.clone(), format!("{} -> {}", gp.original, gp.target), done));
         }
         out
     }
