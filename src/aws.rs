@@ -85,13 +85,25 @@ impl Intercept for CallLogger {
 }
 
 macro_rules! client {
-    ($krate:ident, $config:expr, $interceptors:expr) => {{
+    ($krate:ident, $config:expr, $interceptors:expr, $run:expr) => {{
         let mut b = $krate::config::Builder::from($config);
         for i in $interceptors {
             b.push_interceptor(i.clone());
         }
+        b.set_retry_partition(Some(retry_partition(stringify!($krate), $run)));
         $krate::Client::from_conf(b.build())
     }};
+}
+
+/// Runs started in this process, to give each its own retry quota.
+static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The SDK's retry quota (a token bucket each retry takes from) is kept per partition for the
+/// whole process, and by default a partition is a service: runs of the library side by side
+/// in one process (the tests do it) would spend each other's retries, and one run's faults
+/// leave another's first transient error unretried. Each run gets buckets of its own.
+fn retry_partition(service: &str, run: u64) -> aws_smithy_runtime::client::retries::RetryPartition {
+    aws_smithy_runtime::client::retries::RetryPartition::new(format!("karpctl-{run}-{service}"))
 }
 
 impl Aws {
@@ -140,14 +152,15 @@ impl Aws {
         }
         let mut all: Vec<SharedInterceptor> = vec![SharedInterceptor::new(CallLogger)];
         all.extend(hooks.interceptors.iter().cloned());
+        let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(Aws {
-            sts: client!(aws_sdk_sts, &config, &all),
-            eks: client!(aws_sdk_eks, &config, &all),
-            iam: client!(aws_sdk_iam, &config, &all),
-            ec2: client!(aws_sdk_ec2, &config, &all),
-            sqs: client!(aws_sdk_sqs, &config, &all),
-            events: client!(aws_sdk_eventbridge, &config, &all),
-            autoscaling: client!(aws_sdk_autoscaling, &config, &all),
+            sts: client!(aws_sdk_sts, &config, &all, run),
+            eks: client!(aws_sdk_eks, &config, &all, run),
+            iam: client!(aws_sdk_iam, &config, &all, run),
+            ec2: client!(aws_sdk_ec2, &config, &all, run),
+            sqs: client!(aws_sdk_sqs, &config, &all, run),
+            events: client!(aws_sdk_eventbridge, &config, &all, run),
+            autoscaling: client!(aws_sdk_autoscaling, &config, &all, run),
             config,
         })
     }

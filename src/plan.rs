@@ -1,6 +1,7 @@
 //! Observe → plan → apply over the resource set. Observation runs concurrently; the plan is a
-//! pure function of what was observed; apply runs in dependency levels, each level's
-//! independent resources concurrently (bounded).
+//! pure function of what was observed; apply starts each resource as soon as what it depends
+//! on is done (or, for what it needs only to exist, created), and teardown deletes each as
+//! soon as what depends on it has let go of it.
 
 use std::collections::HashMap;
 
@@ -9,7 +10,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::resources::{Cx, Observed, Presence, Resource};
+use crate::resources::{Cx, Hold, Observed, Presence, Resource};
 
 /// How many resources are observed or applied at once. Every AWS call is a round trip of tens of
 /// milliseconds, so a run's time is its longest chain of calls made one after another, not the
@@ -227,40 +228,44 @@ pub fn plan_delete(resource: String, seen: &Observed, keep: bool) -> Change {
 
 /// Delete every planned deletion by the dependency graph: each resource runs its
 /// [`Resource::prepare_delete`] at once, then its `delete` as soon as every resource depending
-/// on it is deleted (not when a whole level is), so a role's policies are detached while its
-/// instance profile goes, and the role is deleted the moment the profile is gone. All run
-/// concurrently: every one of them may be waiting on another, so a bound on how many run
-/// could leave the waited-for ones unstarted. After a failure, what depends on the failed
-/// resource is not deleted (a role stays while a profile holding it could not be removed);
-/// the rest finishes, and the first error is returned.
+/// on it has let go of it ([`Resource::holds`]: deleted, or only prepared, or not held at all),
+/// not when a whole level is. So a role's policies are detached while its instance profile
+/// takes the role out, the role is deleted the moment both are done, and a policy the moment
+/// its roles have detached it. All run concurrently: every one of them may be waiting on
+/// another, so a bound on how many run could leave the waited-for ones unstarted. After a
+/// failure, what the failed resource still holds is not deleted (a role stays while a profile
+/// holding it could not be emptied); the rest finishes, and the first error is returned.
 pub async fn delete_graph(cx: &Cx, planned: &[&Planned], on_done: &(dyn Fn(&Change) + Sync)) -> Result<()> {
     let ids: Vec<String> = planned.iter().map(|p| p.change.resource.clone()).collect();
     let deps: Vec<Vec<String>> = planned.iter().map(|p| p.resource.depends_on()).collect();
-    let deleting: Vec<bool> = planned.iter().map(|p| p.change.action == Action::Delete).collect();
-    let dependents = dependents(&ids, &deps, &deleting);
-    if let Some(i) = in_cycle(&dependents) {
+    let holds: Vec<Hold> =
+        planned.iter().map(|p| if p.change.action == Action::Delete { p.resource.holds() } else { Hold::No }).collect();
+    let dependents = dependents(&ids, &deps, &holds);
+    if let Some(i) = in_cycle(&dependents.iter().map(|w| w.iter().map(|&(j, _)| j).collect()).collect::<Vec<_>>()) {
         return Err(Error::new(ErrorKind::Render, format!("{} waits on itself through its dependencies", ids[i]))
             .with_hint("this is a bug in karpctl; please report it"));
     }
-    let (done_tx, done_rx): (Vec<_>, Vec<_>) = (0..planned.len()).map(|_| watch::channel(Gone::Pending)).unzip();
-    let tasks = (0..planned.len()).filter(|&i| deleting[i]).map(|i| {
+    let (done_tx, done_rx): (Vec<_>, Vec<_>) = (0..planned.len()).map(|_| watch::channel(Gone::default())).unzip();
+    let tasks = (0..planned.len()).filter(|&i| planned[i].change.action == Action::Delete).map(|i| {
         let (p, waits, tx, rx) = (planned[i], &dependents[i], &done_tx[i], &done_rx);
         async move {
             let result = async {
                 p.resource.prepare_delete(cx, &p.seen).await?;
-                for &j in waits {
+                tx.send_modify(|g| g.prepared = true);
+                for &(j, hold) in waits {
                     let mut rx = rx[j].clone();
-                    let outcome = rx.wait_for(|g| *g != Gone::Pending).await.map(|g| *g).ok();
-                    if outcome != Some(Gone::Deleted) {
-                        return Ok(Gone::Kept);
+                    let released = |g: &Gone| g.deleted == Some(true) || (hold == Hold::UntilPrepared && g.prepared);
+                    let seen = rx.wait_for(|g| released(g) || g.deleted.is_some()).await.map(|g| released(&g));
+                    if !seen.unwrap_or(false) {
+                        return Ok(false);
                     }
                 }
                 p.resource.delete(cx, &p.seen).await?;
                 on_done(&p.change);
-                Ok::<_, Error>(Gone::Deleted)
+                Ok::<_, Error>(true)
             }
             .await;
-            tx.send_replace(*result.as_ref().unwrap_or(&Gone::Kept));
+            tx.send_modify(|g| g.deleted = Some(*result.as_ref().unwrap_or(&false)));
             result
         }
     });
@@ -268,21 +273,27 @@ pub async fn delete_graph(cx: &Cx, planned: &[&Planned], on_done: &(dyn Fn(&Chan
     results.into_iter().find_map(Result::err).map_or(Ok(()), Err)
 }
 
-/// What became of a resource in [`delete_graph`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Gone {
-    /// Not finished yet.
-    Pending,
-    /// Deleted.
-    Deleted,
-    /// Not deleted: it failed, or something depending on it could not be deleted.
-    Kept,
+/// How far a resource got in [`delete_graph`]: kept apart, so that one waiting for the
+/// prepare of another sees it even when the delete that followed failed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Gone {
+    /// Its [`Resource::prepare_delete`] is done.
+    prepared: bool,
+    /// Finished: deleted (true), or not (false: it failed, or what holds it could not go).
+    deleted: Option<bool>,
 }
 
-/// For each resource, the deleting resources of the set that depend on it (indices): they
-/// must be gone before it is deleted.
-fn dependents(ids: &[String], deps: &[Vec<String>], deleting: &[bool]) -> Vec<Vec<usize>> {
-    ids.iter().map(|id| (0..ids.len()).filter(|&j| deleting[j] && deps[j].iter().any(|d| d == id)).collect()).collect()
+/// For each resource, the deleting resources of the set that depend on it and hold it
+/// (indices, with how long): they must let go of it before it is deleted.
+fn dependents(ids: &[String], deps: &[Vec<String>], holds: &[Hold]) -> Vec<Vec<(usize, Hold)>> {
+    ids.iter()
+        .map(|id| {
+            (0..ids.len())
+                .filter(|&j| holds[j] != Hold::No && deps[j].iter().any(|d| d == id))
+                .map(|j| (j, holds[j]))
+                .collect()
+        })
+        .collect()
 }
 
 /// A resource on a cycle of `waits` (the set is built without one; a cycle would wait forever).
@@ -331,8 +342,16 @@ pub async fn delete_refs(cx: &Cx, planned: &[&Planned], on_done: &(dyn Fn(&Chang
 /// under way finish, and the first error is returned.
 pub async fn apply(cx: &Cx, planned: &[Planned], on_done: &(dyn Fn(&Change) + Sync)) -> Result<()> {
     let ids: Vec<String> = planned.iter().map(|p| p.change.resource.clone()).collect();
-    let deps: Vec<Vec<String>> = planned.iter().map(|p| p.resource.depends_on()).collect();
     let wanted: Vec<bool> = planned.iter().map(|p| p.change.action.is_change()).collect();
+    // What a resource needs only created is waited for inside its task (through
+    // `cx.progress`), not here: here it waits for what it needs done.
+    let deps: Vec<Vec<String>> = planned
+        .iter()
+        .map(|p| {
+            let created = p.resource.needs_created();
+            p.resource.depends_on().into_iter().filter(|d| !created.contains(d)).collect()
+        })
+        .collect();
     let mut waits = waits_for(&ids, &deps, &wanted);
     let mut started = vec![false; planned.len()];
     let mut running = futures::stream::FuturesUnordered::new();
@@ -346,21 +365,31 @@ pub async fn apply(cx: &Cx, planned: &[Planned], on_done: &(dyn Fn(&Change) + Sy
                 if wanted[i] && !started[i] && waits[i].is_empty() {
                     started[i] = true;
                     let p = &planned[i];
-                    running.push(async move { (i, apply_one(cx, p).await) });
+                    let created = created_first(&ids, &p.resource.needs_created(), planned);
+                    running.push(async move {
+                        if !cx.progress.wait_created(&created).await {
+                            // The apply stopped on another failure before these were made.
+                            return (i, None);
+                        }
+                        (i, Some(apply_one(cx, p).await))
+                    });
                 }
             }
         }
         let Some((i, result)) = running.next().await else { break };
         match result {
-            Ok(()) => {
+            Some(Ok(())) => {
+                cx.progress.created(&ids[i]);
                 on_done(&planned[i].change);
                 for w in &mut waits {
                     w.retain(|&j| j != i);
                 }
             }
-            Err(e) => {
+            Some(Err(e)) => {
                 failure.get_or_insert(e);
+                cx.progress.stop();
             }
+            None => {}
         }
     }
     if let Some(e) = failure {
@@ -372,6 +401,16 @@ pub async fn apply(cx: &Cx, planned: &[Planned], on_done: &(dyn Fn(&Change) + Sy
             .with_hint("this is a bug in karpctl; please report it"));
     }
     Ok(())
+}
+
+/// Of `needed` (ids a resource needs created), those this apply creates: the ones it does
+/// not touch, or only updates, exist already.
+fn created_first(ids: &[String], needed: &[String], planned: &[Planned]) -> Vec<String> {
+    needed
+        .iter()
+        .filter(|d| ids.iter().position(|id| id == *d).is_some_and(|j| planned[j].change.action == Action::Create))
+        .cloned()
+        .collect()
 }
 
 /// How many times a resource is observed again and re-applied after its create found it made.
@@ -460,12 +499,20 @@ mod tests {
     }
 
     #[test]
-    fn a_resource_waits_for_the_deleting_resources_that_depend_on_it() {
-        let ids: Vec<String> = ["role", "profile", "policy", "other"].iter().map(|s| s.to_string()).collect();
-        let deps = vec![vec!["policy".into()], vec!["role".into()], vec![], vec!["role".into()]];
-        // `other` is not being deleted: nothing waits for it, and the role does not wait on it.
-        assert_eq!(dependents(&ids, &deps, &[true, true, true, false]), vec![vec![1], vec![], vec![0], vec![]]);
-        assert_eq!(in_cycle(&dependents(&ids, &deps, &[true; 4])), None);
+    fn a_resource_waits_for_the_deleting_resources_that_hold_it() {
+        let ids: Vec<String> = ["role", "profile", "policy", "other", "rule"].iter().map(|s| s.to_string()).collect();
+        let deps = vec![vec!["policy".into()], vec!["role".into()], vec![], vec!["role".into()], vec!["role".into()]];
+        let (d, p, no) = (Hold::UntilDeleted, Hold::UntilPrepared, Hold::No);
+        // `other` is not being deleted (No), nor does `rule` hold what it depends on: nothing
+        // waits for them; the role waits for its profile to be prepared, the policy for the role.
+        assert_eq!(
+            dependents(&ids, &deps, &[p, p, d, no, no]),
+            vec![vec![(1, p)], vec![], vec![(0, p)], vec![], vec![]]
+        );
+        let plain =
+            |w: Vec<Vec<(usize, Hold)>>| w.into_iter().map(|w| w.into_iter().map(|(j, _)| j).collect()).collect();
+        let plain: Vec<Vec<usize>> = plain(dependents(&ids, &deps, &[d; 5]));
+        assert_eq!(in_cycle(&plain), None);
         assert_eq!(in_cycle(&[vec![1], vec![0], vec![]]), Some(0));
     }
 

@@ -629,6 +629,29 @@ async fn waits_see_through_a_passing_failure_but_stop_on_a_refusal() {
 }
 
 #[tokio::test]
+async fn a_busy_api_server_is_retried_a_bounded_number_of_times() {
+    let server = ApiServer::start().await;
+    let (kube, _) = connect(&server).await;
+    let path = node_class(&server);
+    let gets = |server: &ApiServer| server.requests().iter().filter(|r| r.method == "GET" && r.path == path).count();
+    // A passing refusal (a control plane restarting, API Priority and Fairness shedding load)
+    // is absorbed by the client's own retries.
+    server.fail_once("GET", &path, 503, "ServiceUnavailable");
+    server.fail_once("GET", &path, 429, "TooManyRequests");
+    let got = kube.get("karpenter.k8s.aws/v1", "EC2NodeClass", None, "default").await.unwrap();
+    assert!(got.is_some());
+    // One that persists ends the call after four retries (kube-rs's default: fifteen, backing
+    // off to minutes), with the API server's answer.
+    for _ in 0..30 {
+        server.fail_once("GET", &path, 503, "ServiceUnavailable");
+    }
+    server.clear_requests();
+    let e = kube.get("karpenter.k8s.aws/v1", "EC2NodeClass", None, "default").await.unwrap_err();
+    assert_eq!(gets(&server), 5);
+    assert_eq!(e.code.as_deref(), Some("ServiceUnavailable"), "{e:?}");
+}
+
+#[tokio::test]
 async fn wait_for_the_controller_deployment() {
     let server = ApiServer::start().await;
     let (kube, _) = connect(&server).await;

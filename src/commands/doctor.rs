@@ -71,7 +71,10 @@ pub async fn check(s: &DoctorSettings, hooks: &Hooks) -> Result<Report> {
 
     let set = resources::desired_set(&cx.desired, &cx.cluster, opts.subnets.as_deref());
     let deps: Vec<Vec<String>> = set.iter().map(|r| r.depends_on()).collect();
-    let (observed, discovery) = tokio::join!(plan::observe_all(&cx, set, true), discovery_checks(&cx));
+    // The migration checks read node groups and the cluster, nothing observation reads: at once.
+    let migration = crate::migrate::checks::doctor(&cx.aws, &cx.cluster.name, cx.api().map(|a| &a.kube));
+    let (observed, discovery, migration) =
+        tokio::join!(plan::observe_all(&cx, set, true), discovery_checks(&cx), migration);
     let observed = observed?;
     let missing: HashMap<String, bool> =
         observed.iter().map(|(r, seen)| (r.id(), seen.presence == Presence::Absent && seen.skip.is_none())).collect();
@@ -90,7 +93,7 @@ pub async fn check(s: &DoctorSettings, hooks: &Hooks) -> Result<Report> {
     }
     checks.extend(discovery?);
     checks.extend(runtime_checks(&cx, &observed).await?);
-    checks.extend(crate::migrate::checks::doctor(&cx.aws, &cx.cluster.name, cx.api().map(|a| &a.kube)).await);
+    checks.extend(migration);
     if let Some(smoke) = &s.smoke {
         // Only on an install that passes: a smoke test of a broken one proves nothing new.
         checks.push(match (cx.api(), checks.iter().any(|c| c.status == Status::Fail)) {

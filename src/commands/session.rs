@@ -79,7 +79,7 @@ impl Session {
     /// What every resource needs, for this desired state.
     pub fn cx(self, desired: Desired, cluster_side: ClusterSide) -> Result<Cx> {
         let docs = Documents::render(&desired)?;
-        Ok(Cx { aws: self.aws, desired, docs, cluster: self.cluster, cluster_side })
+        Ok(Cx { aws: self.aws, desired, docs, cluster: self.cluster, cluster_side, progress: Default::default() })
     }
 }
 

@@ -179,7 +179,7 @@ impl Kube {
             }
             Target::Kubeconfig { config, .. } => (**config).clone(),
         };
-        let client = Client::try_from(config).map_err(|e| self.error("failed to set up the cluster API client", e))?;
+        let client = bounded_retries(config).map_err(|e| self.error("failed to set up the cluster API client", e))?;
         *built = Some(Built { client: client.clone(), at: Instant::now() });
         Ok(client)
     }
@@ -188,6 +188,30 @@ impl Kube {
     pub(super) fn error(&self, doing: impl Into<String>, e: ::kube::Error) -> Error {
         kube_error(doing, &self.server(), e)
     }
+}
+
+/// How many times a request the API server answered 429, 503 or 504 is sent again, and the
+/// backoff between (doubling from `RETRY_FIRST` to `RETRY_MOST`; a `Retry-After` the server
+/// sends is honoured when longer). About 3 s in all, then the answer is karpctl's to judge.
+const RETRIES: u32 = 4;
+const RETRY_FIRST: Duration = Duration::from_millis(200);
+const RETRY_MOST: Duration = Duration::from_secs(2);
+
+/// A client that retries a busy or unavailable API server a bounded number of times. kube-rs's
+/// default retries 429/503/504 up to 15 times with a backoff doubling from 5 ms to 1000 s,
+/// which holds one call for minutes when the API server keeps refusing (an overloaded control
+/// plane, an eviction a PodDisruptionBudget blocks): every wait of karpctl's has a bound the
+/// user can see, and this one hid inside the client.
+fn bounded_retries(mut config: Config) -> std::result::Result<Client, ::kube::Error> {
+    use tower::{buffer::BufferLayer, retry::RetryLayer};
+    config.default_retry = false;
+    let policy = ::kube::client::retry::RetryPolicy::new(RETRY_FIRST, RETRY_MOST, RETRIES, true)
+        .map_err(|e| ::kube::Error::Service(Box::new(e)))?;
+    // The retry layer clones the service it wraps for each attempt: the buffer makes it cloneable.
+    Ok(::kube::client::ClientBuilder::try_from(config)?
+        .with_layer(&BufferLayer::new(1024))
+        .with_layer(&RetryLayer::new(policy))
+        .build())
 }
 
 /// `DescribeCluster`'s base64 PEM → the PEM bytes (for helm's CA file) and the DER

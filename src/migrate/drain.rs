@@ -96,9 +96,9 @@ fn blocked(w: &Workloads, pod: &Value, node: &str, wait: Wait, cause: &str) -> E
 }
 
 /// Evict one pod, waiting out 429s (a PodDisruptionBudget allowing no disruption now) until
-/// the drain timeout. kube-rs's client itself retries a 429 (up to 15 times, backing off to
-/// minutes: the apiserver sends no Retry-After with an eviction's 429), so each call is bounded
-/// by what is left of the wait, or one blocked pod would hold the drain far past it.
+/// the drain timeout. The client itself retries a 429 a few times (about 3 s,
+/// `kube::connect::bounded_retries`), so each call is also bounded by what is left of the
+/// wait, or a short drain timeout would be overrun by the client's own retries.
 async fn evict(kube: &Kube, w: &Workloads, pod: &Value, node: &str, wait: Wait) -> Result<()> {
     let ns = str_at(pod, "/metadata/namespace");
     let name = str_at(pod, "/metadata/name");

@@ -64,6 +64,11 @@ impl Resource for AccessEntry {
         vec![self.role_id.clone()]
     }
 
+    fn needs_created(&self) -> Vec<String> {
+        // The role must be there to be named; its policies need not be attached yet.
+        self.depends_on()
+    }
+
     fn not_wanted(&self, cx: &Cx) -> Option<String> {
         (!cx.cluster.auth_mode.has_api())
             .then(|| "the cluster authenticates with the aws-auth ConfigMap only (see aws-auth/...)".to_string())

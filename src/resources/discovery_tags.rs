@@ -133,7 +133,7 @@ impl Resource for DiscoveryTags {
     }
 
     async fn observe(&self, cx: &Cx) -> Result<Observed> {
-        let out = cx
+        let tags = cx
             .aws
             .ec2
             .describe_tags()
@@ -142,11 +142,19 @@ impl Resource for DiscoveryTags {
             .into_paginator()
             .items()
             .send()
-            .try_collect()
-            .await
-            .map_err(|e| {
-                Error::aws(format!("failed to read the tags of {}", self.resource_id), "ec2:DescribeTags", e)
-            })?;
+            .try_collect();
+        // The survey is read alongside the tags, not after them: an untagged subnet needs both,
+        // and waiting for the tags first made observation two round trips deep.
+        let survey = async {
+            match &self.survey {
+                Some(s) => Some(s.public_reason(cx, &self.resource_id).await),
+                None => None,
+            }
+        };
+        let (out, public) = tokio::join!(tags, survey);
+        let out = out.map_err(|e| {
+            Error::aws(format!("failed to read the tags of {}", self.resource_id), "ec2:DescribeTags", e)
+        })?;
         let value = |key: &str| out.iter().find(|t| t.key() == Some(key)).and_then(|t| t.value());
         let cluster = cx.desired.target.cluster.as_str();
         let seen = match value(DISCOVERY_TAG) {
@@ -154,19 +162,16 @@ impl Resource for DiscoveryTags {
             None if value(DISCOVERY_MARKER_TAG).is_some() => {
                 Observed::present(true, vec![Drift::new(format!("{DISCOVERY_TAG} tag removed"))], ())
             }
-            None => match &self.survey {
-                Some(survey) if !survey.chosen() => match survey.public_reason(cx, &self.resource_id).await? {
+            None => match (&self.survey, public) {
+                (Some(survey), Some(public)) if !survey.chosen() => match public? {
                     Some(why) => Observed::skipped(format!(
                         "public subnet ({why}): not tagged; choose the subnets with --subnets to tag it anyway"
                     )),
                     None => Observed::absent(),
                 },
-                Some(survey) => {
-                    // Chosen: still checked to exist in the cluster's VPC.
-                    survey.public_reason(cx, &self.resource_id).await?;
-                    Observed::absent()
-                }
-                None => Observed::absent(),
+                // Chosen: still checked to exist in the cluster's VPC.
+                (_, Some(public)) => public.map(|_| Observed::absent())?,
+                _ => Observed::absent(),
             },
             // Another cluster's Karpenter selects it: retagging would move its nodes here.
             Some(v) if v != cluster => Observed::skipped(format!(

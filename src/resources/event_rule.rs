@@ -7,7 +7,7 @@ use aws_sdk_eventbridge::types::{RuleState, Tag, Target};
 use serde_json::Value;
 
 use super::ignore_gone;
-use super::{Cx, Drift, Observed, Presence, Resource};
+use super::{Cx, Drift, Hold, Observed, Presence, Resource};
 use crate::desired::Desired;
 use crate::diff::{self, Compare};
 use crate::error::{Error, ErrorKind, Result, ResultExt};
@@ -192,6 +192,11 @@ impl Resource for EventRule {
             self.put_target(cx).await?;
         }
         Ok(())
+    }
+
+    fn holds(&self) -> Hold {
+        // EventBridge lets a rule outlive the queue it targets: both go at once.
+        Hold::No
     }
 
     async fn delete(&self, cx: &Cx, seen: &Observed) -> Result<()> {

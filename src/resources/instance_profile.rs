@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 
 use super::ignore_gone;
-use super::{iam_owned, iam_tags, Cx, Drift, Observed, Presence, Resource};
+use super::{iam_owned, iam_tags, Cx, Drift, Hold, Observed, Presence, Resource};
 use crate::desired::Desired;
 use crate::error::{Error, Result, ResultExt};
 use crate::retry::{classify_fresh, patiently};
@@ -60,6 +60,11 @@ impl Resource for InstanceProfile {
 
     fn depends_on(&self) -> Vec<String> {
         vec![format!("iam-role/{}", self.role)]
+    }
+
+    fn needs_created(&self) -> Vec<String> {
+        // The role must be there to be named; its policies need not be attached yet.
+        self.depends_on()
     }
 
     async fn observe(&self, cx: &Cx) -> Result<Observed> {
@@ -132,13 +137,22 @@ impl Resource for InstanceProfile {
         true
     }
 
-    async fn delete(&self, cx: &Cx, seen: &Observed) -> Result<()> {
-        // The roles observation saw: no second read before the delete.
+    fn holds(&self) -> Hold {
+        Hold::UntilPrepared
+    }
+
+    async fn prepare_delete(&self, cx: &Cx, seen: &Observed) -> Result<()> {
+        // The roles observation saw, taken out at once (no second read): the role can then go
+        // while the profile is deleted.
         let roles: Vec<String> = match seen.facts::<Facts>() {
             Some(f) => f.other_roles.iter().cloned().chain(f.has_role.then(|| self.role.clone())).collect(),
             None => Vec::new(),
         };
-        delete_instance_profile(cx, &self.name, &roles).await
+        remove_roles(cx, &self.name, &roles).await
+    }
+
+    async fn delete(&self, cx: &Cx, _seen: &Observed) -> Result<()> {
+        delete_instance_profile(cx, &self.name).await
     }
 }
 
@@ -150,12 +164,16 @@ pub async fn remove_role(cx: &Cx, profile: &str, role: &str) -> Result<()> {
     }))
 }
 
-/// Delete an instance profile, taking out first the roles it was seen holding (IAM refuses
-/// otherwise). Should a role have been added since, IAM answers DeleteConflict: the profile
-/// is read again, emptied, and deleted. Shared with the orphan sweep, which removes the
-/// profiles Karpenter made.
-pub async fn delete_instance_profile(cx: &Cx, name: &str, roles: &[String]) -> Result<()> {
-    futures::future::try_join_all(roles.iter().map(|r| remove_role(cx, name, r))).await?;
+/// Take `roles` out of instance profile `name`, concurrently.
+pub async fn remove_roles(cx: &Cx, name: &str, roles: &[String]) -> Result<()> {
+    futures::future::try_join_all(roles.iter().map(|r| remove_role(cx, name, r))).await.map(|_| ())
+}
+
+/// Delete an instance profile whose roles [`remove_roles`] took out (IAM refuses to delete one
+/// holding a role). Should a role have been added since, IAM answers DeleteConflict: the
+/// profile is read again, emptied, and deleted. Shared with the orphan sweep, which removes
+/// the profiles Karpenter made.
+pub async fn delete_instance_profile(cx: &Cx, name: &str) -> Result<()> {
     let delete = || async {
         let r = cx.aws.iam.delete_instance_profile().instance_profile_name(name).send().await;
         ignore_gone(r.map_err(|e| {
@@ -172,7 +190,7 @@ pub async fn delete_instance_profile(cx: &Cx, name: &str, roles: &[String]) -> R
                 .instance_profile()
                 .map(|p| p.roles().iter().map(|r| r.role_name().to_string()).collect())
                 .unwrap_or_default();
-            futures::future::try_join_all(now.iter().map(|r| remove_role(cx, name, r))).await?;
+            remove_roles(cx, name, &now).await?;
             delete().await
         }
         other => other,

@@ -8,6 +8,7 @@ use super::{iam_owned, iam_tags, parse_policy, policy_eq, Cx, Drift, Observed, P
 use crate::desired::Desired;
 use crate::diff::{self, Compare};
 use crate::error::{Error, ErrorKind, Result, ResultExt};
+use crate::retry::{classify, patiently};
 
 /// IAM keeps at most five versions of a managed policy.
 const MAX_VERSIONS: usize = 5;
@@ -152,18 +153,14 @@ impl Resource for ManagedPolicy {
         true
     }
 
-    async fn prepare_delete(&self, cx: &Cx, _seen: &Observed) -> Result<()> {
-        // Runs while the roles using the policy are being deleted: detaching here and there
-        // at once only makes one of the two calls answer NoSuchEntity, which is done.
-        self.empty(cx).await
-    }
-
     async fn delete(&self, cx: &Cx, _seen: &Observed) -> Result<()> {
+        // Called once karpctl's roles have detached it, so the delete is tried straight away.
         match self.delete_policy(cx).await {
-            // Attached again, or given a version, since `prepare_delete`: once more.
+            // Attached elsewhere too, or holding old versions: emptied, then once more, for as
+            // long as IAM still answers DeleteConflict while the detaches settle.
             Err(e) if e.code.as_deref() == Some("DeleteConflict") => {
                 self.empty(cx).await?;
-                self.delete_policy(cx).await
+                patiently(&format!("policy {}", self.name), classify, || self.delete_policy(cx)).await
             }
             other => other,
         }

@@ -9,7 +9,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{Filter, InstanceStateName};
 
-use super::{ignore_gone, instance_profile::delete_instance_profile, Cx, Observed, Resource};
+use super::instance_profile::{delete_instance_profile, remove_roles};
+use super::{ignore_gone, Cx, Hold, Observed, Resource};
 use crate::error::{Error, ErrorKind, Result, ResultExt};
 
 /// How long teardown waits for terminated instances to be gone (they hold ENIs in the subnets).
@@ -209,6 +210,21 @@ impl Resource for Orphan {
         Ok(())
     }
 
+    fn holds(&self) -> Hold {
+        match self.kind {
+            // Taking its roles out lets them go; the instances it is waiting for hold it.
+            OrphanKind::InstanceProfile => Hold::UntilPrepared,
+            OrphanKind::Instance | OrphanKind::LaunchTemplate => Hold::UntilDeleted,
+        }
+    }
+
+    async fn prepare_delete(&self, cx: &Cx, _seen: &Observed) -> Result<()> {
+        match self.kind {
+            OrphanKind::InstanceProfile => remove_roles(cx, &self.key, &self.roles).await,
+            OrphanKind::Instance | OrphanKind::LaunchTemplate => Ok(()),
+        }
+    }
+
     async fn delete(&self, cx: &Cx, _seen: &Observed) -> Result<()> {
         match self.kind {
             OrphanKind::Instance => terminate(cx, &self.key).await,
@@ -218,7 +234,7 @@ impl Resource for Orphan {
                     Error::aws(format!("failed to delete launch template {}", self.key), "ec2:DeleteLaunchTemplate", e)
                 }))
             }
-            OrphanKind::InstanceProfile => delete_instance_profile(cx, &self.key, &self.roles).await,
+            OrphanKind::InstanceProfile => delete_instance_profile(cx, &self.key).await,
         }
     }
 }

@@ -45,6 +45,11 @@ impl Resource for PodIdentityAssociation {
         vec![self.role_id.clone()]
     }
 
+    fn needs_created(&self) -> Vec<String> {
+        // The role must be there to be named; its policies need not be attached yet.
+        self.depends_on()
+    }
+
     fn not_wanted(&self, cx: &Cx) -> Option<String> {
         (cx.desired.target.auth != AuthMode::PodIdentity).then(|| "not used with --auth irsa".to_string())
     }

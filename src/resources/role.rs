@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::ignore_gone;
-use super::{iam_owned, iam_tags, parse_policy, policy_eq, Cx, Drift, Observed, Resource};
+use super::{iam_owned, iam_tags, parse_policy, policy_eq, Cx, Drift, Hold, Observed, Resource};
 use crate::desired::{Desired, NODE_MANAGED_POLICIES};
 use crate::diff::{self, Compare};
 use crate::error::{Error, ResultExt};
@@ -149,6 +149,9 @@ impl Resource for Role {
                 .send()
                 .await
                 .map_err(|e| Error::aws(format!("failed to create IAM role {}", self.name), "iam:CreateRole", e))?;
+            // What only names the role (its instance profile, association, access entry) can
+            // go ahead while the policies are attached.
+            cx.progress.created(&self.id());
             return self.attach(cx, &self.policies).await;
         };
         let busy = format!("role {}", self.name);
@@ -183,6 +186,11 @@ impl Resource for Role {
 
     fn is_iam(&self) -> bool {
         true
+    }
+
+    fn holds(&self) -> Hold {
+        // Detached in `prepare_delete`, its policies can go before the role does.
+        Hold::UntilPrepared
     }
 
     async fn prepare_delete(&self, cx: &Cx, seen: &Observed) -> Result<(), Error> {

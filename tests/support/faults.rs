@@ -477,17 +477,33 @@ impl FaultLayer {
 
 /// The longest chain of requests where each started after the previous one had finished.
 pub fn longest_chain(log: &[Exchange]) -> usize {
-    let mut spans: Vec<(Duration, Duration)> = log.iter().map(|e| (e.start, e.end)).collect();
-    spans.sort();
-    let mut depth = vec![1usize; spans.len()];
-    for i in 0..spans.len() {
+    chain(log).len()
+}
+
+/// The requests of one longest chain, in order: what a run waited for one after another, which
+/// is where a round trip to cut is found (`scripts/bench --chain`).
+pub fn chain(log: &[Exchange]) -> Vec<&Exchange> {
+    let mut order: Vec<&Exchange> = log.iter().collect();
+    order.sort_by_key(|e| (e.start, e.end));
+    // depth[i]: the longest chain ending at i; before[i]: the request before i on it.
+    let mut depth = vec![1usize; order.len()];
+    let mut before: Vec<Option<usize>> = vec![None; order.len()];
+    for i in 0..order.len() {
         for j in 0..i {
-            if spans[j].1 <= spans[i].0 && depth[j] + 1 > depth[i] {
+            if order[j].end <= order[i].start && depth[j] + 1 > depth[i] {
                 depth[i] = depth[j] + 1;
+                before[i] = Some(j);
             }
         }
     }
-    depth.into_iter().max().unwrap_or(0)
+    let mut at = (0..order.len()).max_by_key(|&i| depth[i]);
+    let mut path = Vec::new();
+    while let Some(i) = at {
+        path.push(order[i]);
+        at = before[i];
+    }
+    path.reverse();
+    path
 }
 
 /// The in-process front end: wraps an HTTP client, adding the layer to each connector it makes.
