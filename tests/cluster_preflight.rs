@@ -75,16 +75,19 @@ async fn placement_with_a_fargate_profile_for_the_namespace_passes() {
         .send()
         .await
         .expect("role");
-    env.aws
-        .eks
-        .create_fargate_profile()
-        .cluster_name(C)
-        .fargate_profile_name("karpenter")
-        .pod_execution_role_arn(role.role().unwrap().arn())
-        .selectors(aws_sdk_eks::types::FargateProfileSelector::builder().namespace("kube-system").build())
-        .send()
-        .await
-        .expect("fargate profile");
+    // Two others first: the one for Karpenter's namespace is on the list's second page.
+    for (name, namespace) in [("apps-a", "apps-a"), ("apps-b", "apps-b"), ("karpenter", "kube-system")] {
+        env.aws
+            .eks
+            .create_fargate_profile()
+            .cluster_name(C)
+            .fargate_profile_name(name)
+            .pod_execution_role_arn(role.role().unwrap().arn())
+            .selectors(aws_sdk_eks::types::FargateProfileSelector::builder().namespace(namespace).build())
+            .send()
+            .await
+            .expect("fargate profile");
+    }
     env.run(&init_args(&[])).await.expect("init on Fargate");
 }
 

@@ -53,36 +53,33 @@ pub(crate) async fn cluster_preflight(cx: &crate::resources::Cx, adopt: bool) ->
 }
 
 /// Whether a Fargate profile of the cluster selects `namespace` (with no label selector the
-/// controller's pods would not carry).
+/// controller's pods would not carry). Every page of the list, then every profile at once.
 async fn fargate_selects(cx: &crate::resources::Cx, namespace: &str) -> Result<bool> {
+    use futures::TryStreamExt as _;
     const WHAT: &str = "failed to read the cluster's Fargate profiles";
     let eks = &cx.aws.eks;
-    let names = eks
+    let names: Vec<String> = eks
         .list_fargate_profiles()
         .cluster_name(&cx.cluster.name)
+        .into_paginator()
+        .items()
         .send()
+        .try_collect()
         .await
-        .map_err(|e| crate::error::Error::aws(WHAT, "eks:ListFargateProfiles", e))?
-        .fargate_profile_names()
-        .to_vec();
-    for name in names {
-        let out = eks
-            .describe_fargate_profile()
+        .map_err(|e| crate::error::Error::aws(WHAT, "eks:ListFargateProfiles", e))?;
+    let described = names.iter().map(|name| async move {
+        eks.describe_fargate_profile()
             .cluster_name(&cx.cluster.name)
-            .fargate_profile_name(&name)
+            .fargate_profile_name(name)
             .send()
             .await
-            .map_err(|e| crate::error::Error::aws(WHAT, "eks:DescribeFargateProfile", e))?;
-        let selects = out.fargate_profile().is_some_and(|p| {
-            p.selectors().iter().any(|s| {
-                s.namespace() == Some(namespace)
-                    && s.labels()
-                        .is_none_or(|l| l.iter().all(|(k, v)| k == "app.kubernetes.io/name" && v == "karpenter"))
-            })
-        });
-        if selects {
-            return Ok(true);
-        }
-    }
-    Ok(false)
+            .map_err(|e| crate::error::Error::aws(WHAT, "eks:DescribeFargateProfile", e))
+    });
+    let profiles = futures::future::try_join_all(described).await?;
+    Ok(profiles.iter().filter_map(|out| out.fargate_profile()).any(|p| {
+        p.selectors().iter().any(|s| {
+            s.namespace() == Some(namespace)
+                && s.labels().is_none_or(|l| l.iter().all(|(k, v)| k == "app.kubernetes.io/name" && v == "karpenter"))
+        })
+    }))
 }
