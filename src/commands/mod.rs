@@ -55,7 +55,6 @@ pub(crate) async fn cluster_preflight(cx: &crate::resources::Cx, adopt: bool) ->
 /// Whether a Fargate profile of the cluster selects `namespace` (with no label selector the
 /// controller's pods would not carry). Every page of the list, then every profile at once.
 async fn fargate_selects(cx: &crate::resources::Cx, namespace: &str) -> Result<bool> {
-    use futures::TryStreamExt as _;
     const WHAT: &str = "failed to read the cluster's Fargate profiles";
     let eks = &cx.aws.eks;
     let names: Vec<String> = eks
