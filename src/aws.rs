@@ -49,6 +49,8 @@ pub struct Aws {
     pub sqs: aws_sdk_sqs::Client,
     /// EventBridge: the interruption rules.
     pub events: aws_sdk_eventbridge::Client,
+    /// Auto Scaling: the self-managed node groups `migrate` moves from.
+    pub autoscaling: aws_sdk_autoscaling::Client,
 }
 
 /// Whether an operation name denotes a call that changes nothing (by AWS's naming convention).
@@ -158,6 +160,7 @@ impl Aws {
             ec2: client!(aws_sdk_ec2, &config, &all, run),
             sqs: client!(aws_sdk_sqs, &config, &all, run),
             events: client!(aws_sdk_eventbridge, &config, &all, run),
+            autoscaling: client!(aws_sdk_autoscaling, &config, &all, run),
             config,
         })
     }

@@ -220,7 +220,11 @@ pub fn classify_code(code: &str) -> ErrorKind {
         | "ResourceInUseException"
         | "ResourceAlreadyExistsException"
         | "QueueAlreadyExists"
-        | "QueueNameExists" => ErrorKind::AlreadyExists,
+        | "QueueNameExists"
+        // Auto Scaling's own spelling.
+        | "AlreadyExists" => ErrorKind::AlreadyExists,
+        // Auto Scaling: another change to the group is still going on; a later run succeeds.
+        "ResourceContention" | "ScalingActivityInProgress" => ErrorKind::InProgress,
         "AccessDenied"
         | "AccessDeniedException"
         | "UnauthorizedOperation"
@@ -321,6 +325,8 @@ mod tests {
         assert_eq!(classify_code("UnauthorizedOperation"), ErrorKind::AccessDenied);
         assert_eq!(classify_code("Throttling"), ErrorKind::Throttled);
         assert_eq!(classify_code("RequestLimitExceeded"), ErrorKind::Throttled);
+        assert_eq!(classify_code("AlreadyExists"), ErrorKind::AlreadyExists, "Auto Scaling's spelling");
+        assert_eq!(classify_code("ResourceContention"), ErrorKind::InProgress);
         assert_eq!(classify_code("InvalidClientTokenId"), ErrorKind::Credentials);
         assert_eq!(classify_code("ValidationError"), ErrorKind::Aws);
     }

@@ -371,22 +371,19 @@ async fn dry_run_plans_then_a_blocking_pdb_stops_the_drain_and_apply_converges_a
     assert_eq!(twice.to_json()["steps"], json!([]));
 }
 
-/// The binary, killed at its Nth write to the cluster API (cordons, evictions, patches), then
-/// run again to the end: the migration converges to the same state as an uninterrupted one.
-#[tokio::test]
-async fn migrate_killed_mid_drain_is_finished_by_the_next_run() {
-    let (env, _) = scenario().await;
+/// The binary, started on the scenario (its blocking PDB removed), with `arm` given the way to
+/// SIGKILL it (armed before it starts); returns the state once it died of that kill.
+async fn run_killed(env: &Env, arm: impl FnOnce(Box<dyn FnMut() + Send>)) -> Value {
     env.cluster.api.remove("/apis/policy/v1/namespaces/apps/poddisruptionbudgets/solo");
-    let a = args(&env, &[]);
+    let a = args(env, &[]);
     let argv: Vec<&str> = a.iter().map(String::as_str).collect();
     let child: Arc<Mutex<Option<Child>>> = Arc::default();
     let victim = child.clone();
-    // Past the install and the CA scale-down: in the middle of the web group's drain.
-    env.cluster.api.on_eviction(2, move || {
+    arm(Box::new(move || {
         if let Some(c) = victim.lock().unwrap().as_mut() {
             let _ = c.kill();
         }
-    });
+    }));
     let proxy = Proxy::start(&env.account, FaultConfig::latency(Duration::ZERO));
     let spawned = proxy.command(&argv).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start karpctl");
     *child.lock().unwrap() = Some(spawned);
@@ -397,13 +394,357 @@ async fn migrate_killed_mid_drain_is_finished_by_the_next_run() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
     assert_eq!(status.signal(), Some(9), "ended before the kill: {status:?}");
-    let half = state(&env).await;
-    assert_eq!(half["groups"]["web"]["scaling"], json!([1, 4, 2]), "killed before the web group was scaled");
-    let done = migrate(&env, &[]).await.expect("re-run after the kill");
+    state(env).await
+}
+
+/// The run after a kill finishes the migration: every step done, the records the originals,
+/// the groups at their floor, Cluster Autoscaler at 0, every pod running.
+async fn converges(env: &Env) {
+    let done = migrate(env, &[]).await.expect("re-run after the kill");
     assert!(step_done(&done).iter().all(|(_, d)| *d), "{:?}", step_done(&done));
-    let after = state(&env).await;
-    assert_eq!(after["groups"]["web"]["tags"]["karpctl.io/migrate-original-scaling"], "min=1,max=4,desired=2");
-    assert_eq!(after["groups"]["web"]["scaling"], json!([0, 4, 0]));
+    let after = state(env).await;
+    for (group, original) in [("web", "min=1,max=4,desired=2"), ("gpu", "min=1,max=4,desired=1")] {
+        assert_eq!(after["groups"][group]["tags"]["karpctl.io/migrate-original-scaling"], original, "{group}");
+        assert_eq!(after["groups"][group]["scaling"], json!([0, 4, 0]), "{group}");
+    }
+    assert_eq!(after["groups"]["system"]["scaling"], json!([1, 4, 2]));
     assert_eq!(after["ca"][0], 0);
-    assert_eq!(placement(&env).values().map(Vec::len).sum::<usize>(), 4, "{:?}", placement(&env));
+    assert_eq!(after["ca"][1]["karpctl.io/migrate-original-replicas"], "1", "the original, not the 0 it was killed at");
+    assert_eq!(placement(env).values().map(Vec::len).sum::<usize>(), 4, "{:?}", placement(env));
+}
+
+/// Killed at its 2nd eviction: in the middle of the web group's drain.
+#[tokio::test]
+async fn migrate_killed_mid_drain_is_finished_by_the_next_run() {
+    let (env, _) = scenario().await;
+    let half = run_killed(&env, |kill| env.cluster.api.on_eviction(2, kill)).await;
+    assert_eq!(half["groups"]["web"]["scaling"], json!([1, 4, 2]), "killed before the web group was scaled");
+    converges(&env).await;
+}
+
+/// Killed once the records are written: the groups' tags are there and Cluster Autoscaler's
+/// annotation has just been (its first patch), nothing is scaled yet.
+#[tokio::test]
+async fn migrate_killed_after_the_records_are_written_is_finished_by_the_next_run() {
+    let (env, _) = scenario().await;
+    let half = run_killed(&env, |kill| env.cluster.api.on_write("PATCH", CA, 1, kill)).await;
+    assert_eq!(half["groups"]["web"]["tags"]["karpctl.io/migrate-original-scaling"], "min=1,max=4,desired=2");
+    assert_eq!(half["ca"], json!([1, {"karpctl.io/migrate-original-replicas": "1"}]), "recorded, not scaled");
+    converges(&env).await;
+}
+
+/// Killed as Cluster Autoscaler reaches 0 (its second patch), before any drain.
+#[tokio::test]
+async fn migrate_killed_after_the_autoscaler_is_scaled_to_zero_is_finished_by_the_next_run() {
+    let (env, _) = scenario().await;
+    let half = run_killed(&env, |kill| env.cluster.api.on_write("PATCH", CA, 2, kill)).await;
+    assert_eq!(half["ca"][0], 0);
+    assert_eq!(half["groups"]["gpu"]["scaling"], json!([1, 4, 1]), "no group scaled yet");
+    converges(&env).await;
+}
+
+/// Killed mid scale of the groups: gpu (drained first) is at its floor, web's first cordon has
+/// just been written.
+#[tokio::test]
+async fn migrate_killed_between_two_groups_scaling_is_finished_by_the_next_run() {
+    let (env, _) = scenario().await;
+    let half =
+        run_killed(&env, |kill| env.cluster.api.on_write("PATCH", &path_of("v1", "Node", None, "web-1"), 1, kill))
+            .await;
+    assert_eq!(half["groups"]["gpu"]["scaling"], json!([0, 4, 0]), "gpu was scaled");
+    assert_eq!(half["groups"]["web"]["scaling"], json!([1, 4, 2]), "web was not");
+    converges(&env).await;
+}
+
+/// A launch template in the emulator: `data` is EC2's RequestLaunchTemplateData.
+async fn launch_template(env: &Env, name: &str, data: aws_sdk_ec2::types::RequestLaunchTemplateData) -> String {
+    let lt = env
+        .aws
+        .ec2
+        .create_launch_template()
+        .launch_template_name(name)
+        .launch_template_data(data)
+        .send()
+        .await
+        .expect("create launch template");
+    lt.launch_template().and_then(|t| t.launch_template_id()).expect("template id").to_string()
+}
+
+fn b64(s: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+/// The dry run's inferred resources of one kind, by name.
+fn resources(doc: &Value, kind: &str) -> BTreeMap<String, Value> {
+    doc["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["kind"] == kind)
+        .map(|r| (r["metadata"]["name"].as_str().unwrap().to_string(), r["spec"].clone()))
+        .collect()
+}
+
+/// Two managed node groups made from launch templates: `system` on EKS's AL2023 AMI type, whose
+/// template adds security groups, disks, IMDS settings and MIME user data (carried: Karpenter
+/// merges it as EKS did), and `custom` on a custom AMI (amiType CUSTOM) whose nodeadm user data
+/// is its own bootstrap (not carried; the plan says so).
+#[tokio::test]
+async fn node_groups_made_from_launch_templates_give_their_node_classes_disks_imds_ami_and_user_data() {
+    use aws_sdk_ec2::types::{
+        LaunchTemplateBlockDeviceMappingRequest, LaunchTemplateEbsBlockDeviceRequest, LaunchTemplateHttpTokensState,
+        LaunchTemplateInstanceMetadataOptionsRequest, RequestLaunchTemplateData, VolumeType,
+    };
+    use aws_sdk_eks::types::{AmiTypes, LaunchTemplateSpecification, NodegroupScalingConfig};
+    let env = Env::new().await;
+    let seeded = env.seed_cluster("mig", Some("API_AND_CONFIG_MAP")).await;
+    let mime = "MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"//\"\n\n--//\nContent-Type: text/x-shellscript\n\n#!/bin/bash\necho extra\n--//--\n";
+    let system = launch_template(
+        &env,
+        "system-lt",
+        RequestLaunchTemplateData::builder()
+            .security_group_ids(&seeded.security_group_id)
+            .block_device_mappings(
+                LaunchTemplateBlockDeviceMappingRequest::builder()
+                    .device_name("/dev/xvda")
+                    .ebs(
+                        LaunchTemplateEbsBlockDeviceRequest::builder()
+                            .volume_size(80)
+                            .volume_type(VolumeType::Gp3)
+                            .encrypted(true)
+                            .build(),
+                    )
+                    .build(),
+            )
+            .metadata_options(
+                LaunchTemplateInstanceMetadataOptionsRequest::builder()
+                    .http_tokens(LaunchTemplateHttpTokensState::Required)
+                    .http_put_response_hop_limit(2)
+                    .build(),
+            )
+            .user_data(b64(mime))
+            .build(),
+    )
+    .await;
+    let nodeadm = "apiVersion: node.eks.aws/v1alpha1\nkind: NodeConfig\nspec:\n  cluster:\n    name: mig\n";
+    let custom = launch_template(
+        &env,
+        "custom-lt",
+        RequestLaunchTemplateData::builder().image_id("ami-12c6146b").user_data(b64(nodeadm)).build(),
+    )
+    .await;
+    for (name, template, ami, labels) in [
+        ("system", system, AmiTypes::Al2023X8664Standard, None),
+        ("custom", custom, AmiTypes::Custom, Some(("role", "custom"))),
+    ] {
+        let mut req = env
+            .aws
+            .eks
+            .create_nodegroup()
+            .cluster_name("mig")
+            .nodegroup_name(name)
+            .node_role(format!("arn:aws:iam::{}:role/eks-node", env.account))
+            .set_subnets(Some(seeded.subnet_ids.clone()))
+            .instance_types("m6g.large")
+            .ami_type(ami)
+            .launch_template(LaunchTemplateSpecification::builder().id(template).build())
+            .scaling_config(NodegroupScalingConfig::builder().min_size(1).max_size(3).desired_size(1).build());
+        if let Some((k, v)) = labels {
+            req = req.labels(k, v);
+        }
+        req.send().await.expect("create node group");
+    }
+
+    let plan = migrate(&env, &["--dry-run"]).await.expect("dry run");
+    let doc = plan.to_json();
+    let classes = resources(&doc, "EC2NodeClass");
+    let system = &classes["system"];
+    assert_eq!(system["securityGroupSelectorTerms"], json!([{"id": seeded.security_group_id}]));
+    assert_eq!(
+        system["blockDeviceMappings"],
+        json!([{"deviceName": "/dev/xvda", "ebs": {"volumeSize": "80Gi", "volumeType": "gp3", "encrypted": true}}])
+    );
+    assert_eq!(system["metadataOptions"], json!({"httpPutResponseHopLimit": 2, "httpTokens": "required"}));
+    assert_eq!(system["amiSelectorTerms"], json!([{"alias": "al2023@latest"}]));
+    assert_eq!(system["userData"], mime, "EKS merged it into its bootstrap; Karpenter merges it too");
+    let custom = &classes["custom"];
+    assert_eq!(custom["amiSelectorTerms"], json!([{"id": "ami-12c6146b"}]));
+    assert_eq!(custom["amiFamily"], "AL2023", "the family its nodeadm user data is written for");
+    assert!(custom.get("userData").is_none(), "the custom AMI's own bootstrap is not carried: {custom}");
+    let pools = resources(&doc, "NodePool");
+    assert_eq!(pools["custom"]["template"]["spec"]["requirements"][2]["values"], json!(["arm64"]), "m6g is Graviton");
+    let notes: Vec<&str> = doc["notes"].as_array().unwrap().iter().map(|n| n.as_str().unwrap()).collect();
+    assert!(notes.iter().any(|n| n.starts_with("custom: custom AMI ami-12c6146b")), "{notes:?}");
+    assert!(notes.iter().any(|n| n.starts_with("custom: user data not carried over")), "{notes:?}");
+    assert!(plan.text.contains("Not carried over as it was"), "{}", plan.text);
+}
+
+/// The self-managed Auto Scaling group of `asg_scenario`, with its instance ids.
+async fn batch_group(env: &Env) -> (Value, Vec<String>) {
+    let got = env
+        .aws
+        .autoscaling
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names("mig-batch")
+        .send()
+        .await
+        .expect("describe the group");
+    let g = &got.auto_scaling_groups()[0];
+    let tags: BTreeMap<&str, &str> =
+        g.tags().iter().map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())).collect();
+    let ids = g.instances().iter().filter_map(|i| i.instance_id()).map(str::to_string).collect();
+    (json!({"scaling": [g.min_size(), g.max_size(), g.desired_capacity()], "tags": tags}), ids)
+}
+
+/// A cluster with the managed `system` group (the controller's) and a self-managed Auto
+/// Scaling group `mig-batch` (2 instances of c5.large from a launch template on a custom AMI,
+/// labelled and tainted through Cluster Autoscaler's node-template tags), its two nodes
+/// (providerID = its instances) running `batch` (2 replicas, a PDB), and Cluster Autoscaler.
+async fn asg_scenario() -> Env {
+    use aws_sdk_autoscaling::types::{LaunchTemplateSpecification, Tag};
+    use aws_sdk_ec2::types::{InstanceType, RequestLaunchTemplateData};
+    let (env, seeded) = {
+        let env = Env::new().await;
+        let seeded = env.seed_cluster("mig", Some("API_AND_CONFIG_MAP")).await;
+        (env, seeded)
+    };
+    nodegroup(&env, &seeded, "system", false, &[], false, 2).await;
+    let data = RequestLaunchTemplateData::builder()
+        .image_id("ami-12c6146b")
+        .instance_type(InstanceType::C5Large)
+        .security_group_ids(&seeded.security_group_id)
+        .user_data(b64("#!/bin/bash\n/etc/eks/bootstrap.sh mig --kubelet-extra-args '--node-labels=team=batch'\n"))
+        .build();
+    let template = launch_template(&env, "batch-lt", data).await;
+    let tag = |k: &str, v: &str| {
+        Tag::builder().key(k).value(v).propagate_at_launch(true).resource_type("auto-scaling-group").build()
+    };
+    env.aws
+        .autoscaling
+        .create_auto_scaling_group()
+        .auto_scaling_group_name("mig-batch")
+        .min_size(1)
+        .max_size(3)
+        .desired_capacity(2)
+        .vpc_zone_identifier(seeded.subnet_ids[..2].join(","))
+        .launch_template(LaunchTemplateSpecification::builder().launch_template_id(template).build())
+        .tags(tag("kubernetes.io/cluster/mig", "owned"))
+        .tags(tag("k8s.io/cluster-autoscaler/node-template/label/team", "batch"))
+        .tags(tag("k8s.io/cluster-autoscaler/node-template/taint/dedicated", "batch:NoSchedule"))
+        .send()
+        .await
+        .expect("create the Auto Scaling group");
+    let (_, ids) = batch_group(&env).await;
+    assert_eq!(ids.len(), 2, "the emulator launched its instances");
+    let api = &env.cluster.api;
+    for name in ["system-a", "system-b"] {
+        api.edit(&path_of("v1", "Node", None, name), |n| {
+            n["metadata"]["labels"]["eks.amazonaws.com/nodegroup"] = json!("system")
+        });
+    }
+    for (i, id) in ids.iter().enumerate() {
+        let name = format!("batch-{}", i + 1);
+        api.insert(json!({"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "labels": {"team": "batch", "kubernetes.io/hostname": name}},
+            "spec": {"providerID": format!("aws:///us-west-2a/{id}"),
+                     "taints": [{"key": "dedicated", "value": "batch", "effect": "NoSchedule"}]},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}]}}));
+        api.insert(pod(
+            &format!("batch-{i}"),
+            "batch",
+            &name,
+            json!({"nodeSelector": {"team": "batch"},
+                   "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "batch", "effect": "NoSchedule"}]}),
+        ));
+    }
+    api.insert(
+        json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "batch", "namespace": "apps"}}),
+    );
+    api.insert(pdb("batch", "batch"));
+    api.insert(json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "cluster-autoscaler", "namespace": "kube-system"},
+        "spec": {"replicas": 1, "template": {"spec": {"containers": [
+            {"name": "cluster-autoscaler", "image": "registry.k8s.io/autoscaling/cluster-autoscaler:v1.33.0"}]}}},
+        "status": {"availableReplicas": 1}}));
+    env
+}
+
+/// What the Auto Scaling rollback must restore exactly: the group's scaling and tags, Cluster
+/// Autoscaler, the nodes' cordon and annotations, no inferred NodePools.
+async fn asg_state(env: &Env) -> Value {
+    let api = &env.cluster.api;
+    let ca = api.object(CA).unwrap();
+    let nodes: BTreeMap<String, Value> = api
+        .objects_under("/api/v1/nodes/")
+        .into_iter()
+        .filter(|(k, _)| !k.contains("karpenter-"))
+        .map(|(k, n)| (k, json!([n["spec"].get("unschedulable"), n["metadata"].get("annotations")])))
+        .collect();
+    let pools: Vec<String> =
+        api.objects_under("/apis/karpenter.sh/v1/nodepools/").into_iter().map(|(k, _)| k).collect();
+    json!({"asg": batch_group(env).await.0, "ca": [ca["spec"]["replicas"], ca["metadata"].get("annotations")],
+           "nodes": nodes, "pools": pools})
+}
+
+#[tokio::test]
+async fn a_self_managed_auto_scaling_group_is_planned_migrated_checked_and_rolled_back_exactly() {
+    let env = asg_scenario().await;
+    let start = asg_state(&env).await;
+
+    // The plan: the group's NodePool from its node-template tags and launch template.
+    env.recorder.clear();
+    let plan = migrate(&env, &["--dry-run"]).await.expect("dry run");
+    assert!(env.recorder.writes().is_empty(), "{:?}", env.recorder.writes());
+    let doc = plan.to_json();
+    assert_eq!(doc["controller_nodegroup"], "system");
+    let pool = &resources(&doc, "NodePool")["mig-batch"]["template"];
+    assert_eq!(pool["metadata"]["labels"], json!({"team": "batch"}));
+    assert_eq!(pool["spec"]["taints"], json!([{"key": "dedicated", "value": "batch", "effect": "NoSchedule"}]));
+    assert_eq!(pool["spec"]["requirements"][0]["values"], json!(["c5.large"]));
+    assert_eq!(pool["spec"]["requirements"][1]["values"], json!(["on-demand"]));
+    let class = &resources(&doc, "EC2NodeClass")["mig-batch"];
+    assert_eq!(class["amiSelectorTerms"], json!([{"id": "ami-12c6146b"}]));
+    assert_eq!(class["amiFamily"], "AL2", "its user data calls bootstrap.sh");
+    let subnets: Vec<String> = env
+        .aws
+        .autoscaling
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names("mig-batch")
+        .send()
+        .await
+        .unwrap()
+        .auto_scaling_groups()[0]
+        .vpc_zone_identifier()
+        .unwrap()
+        .split(',')
+        .map(|s| json!({"id": s}).to_string())
+        .collect();
+    let got: Vec<String> = class["subnetSelectorTerms"].as_array().unwrap().iter().map(|v| v.to_string()).collect();
+    assert_eq!(got, subnets);
+    assert!(plan.text.contains("todo  drain   asg/mig-batch"), "{}", plan.text);
+    assert!(plan.text.contains("cordon and drain batch-1, batch-2"), "{}", plan.text);
+
+    // Apply: recorded on the group, scaled to 0, its pods on Karpenter's nodes.
+    let done = migrate(&env, &[]).await.expect("apply");
+    assert!(step_done(&done).iter().all(|(_, d)| *d), "{:?}", step_done(&done));
+    let (after, _) = batch_group(&env).await;
+    assert_eq!(after["scaling"], json!([0, 3, 0]));
+    assert_eq!(after["tags"]["karpctl.io/migrate-original-scaling"], "min=1,max=3,desired=2");
+    assert_eq!(after["tags"]["karpctl.io/migrate-floor"], "min=0,max=3,desired=0");
+    let moved = placement(&env);
+    assert!(moved["batch"].iter().all(|n| n.starts_with("karpenter-mig-batch-")), "{moved:?}");
+    let checks = migration_checks(&env).await;
+    assert_eq!(checks.get("migrate.asg.mig-batch").map(|c| c.0.as_str()), Some("pass"), "{checks:?}");
+
+    // A re-run writes nothing to AWS.
+    env.recorder.clear();
+    migrate(&env, &[]).await.expect("re-run");
+    assert!(env.recorder.writes().is_empty(), "{:?}", env.recorder.writes());
+
+    // Rollback: the exact starting state.
+    let back = migrate(&env, &["--rollback"]).await.expect("rollback");
+    assert!(back.text.contains("restore asg/mig-batch"), "{}", back.text);
+    assert_eq!(asg_state(&env).await, start);
+    assert!(placement(&env)["batch"].iter().all(|n| n.starts_with("batch-")), "{:?}", placement(&env));
 }

@@ -9,16 +9,16 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::aws::Aws;
-use crate::cli::{GlobalArgs, InitArgs, MigrateArgs};
+use crate::cli::{GlobalArgs, MigrateArgs};
 use crate::cluster;
 use crate::context::Hooks;
 use crate::error::{Error, ErrorKind, Result};
 use crate::kube::{Kube, Wait};
-use crate::migrate::discover::{self, Workloads};
+use crate::migrate::discover::{self, GroupKind, NodeGroup, Workloads};
 use crate::migrate::plan::{self, Plan, Step};
 use crate::migrate::{infer, rollback, steps, NODEGROUP_LABEL};
 use crate::output::{self, Report};
-use crate::settings::{self, InitSettings};
+use crate::settings::{MigrateMode, MigrateSettings};
 
 use super::upgrade::Walk;
 
@@ -27,13 +27,18 @@ fn wait_for(timeout: Duration) -> Wait {
     Wait::new((timeout / 10).clamp(Duration::from_millis(20), Duration::from_secs(5)), timeout)
 }
 
-/// Run `migrate`.
+/// Run `migrate`: its flags resolved (and checked) once, before anything is read or written.
 pub async fn run(g: &GlobalArgs, a: &MigrateArgs, hooks: &Hooks) -> Result<Report> {
-    let cluster_name = settings::require_cluster(g)?;
-    let aws = Aws::connect(&settings::aws_options(g)?, hooks).await?;
+    migrate(&MigrateSettings::resolve(g, a)?, hooks).await
+}
+
+/// The walk, on resolved settings.
+pub async fn migrate(s: &MigrateSettings, hooks: &Hooks) -> Result<Report> {
+    let cluster_name = s.common.cluster.clone();
+    let aws = Aws::connect(&s.common.aws, hooks).await?;
     let info = cluster::discover(&aws, &cluster_name).await?;
     info.require_usable()?;
-    let kube = Kube::connect(&info, &aws, a.cluster.kubeconfig.as_deref(), a.cluster.context.as_deref()).await?;
+    let kube = Kube::connect(&info, &aws, s.access.kubeconfig.as_deref(), s.access.context.as_deref()).await?;
     let node_role = crate::names::node_role(&cluster_name).name;
     let bar = output::spinner("migrating");
     let progress = |m: &str| bar.set_message(m.to_string());
@@ -42,23 +47,22 @@ pub async fn run(g: &GlobalArgs, a: &MigrateArgs, hooks: &Hooks) -> Result<Repor
         kube: &kube,
         cluster: &cluster_name,
         node_role: &node_role,
-        parallel: a.parallel as usize,
-        drain: wait_for(a.drain_timeout),
-        ready: wait_for(a.wait_timeout),
+        parallel: s.parallel,
+        drain: wait_for(s.drain_timeout),
+        ready: wait_for(s.wait_timeout),
         progress: &progress,
     };
-    if a.rollback {
+    if s.mode == MigrateMode::Rollback {
         bar.finish_and_clear();
-        confirm(g, hooks, &format!("Roll back the migration of cluster {cluster_name}?")).await?;
+        confirm(s.common.yes, hooks, &format!("Roll back the migration of cluster {cluster_name}?")).await?;
         let done = rollback::rollback(&cx).await.map_err(|e| e.resumable("karpctl migrate --rollback"))?;
-        return Ok(report(&cluster_name, a, None, &[], &done, None));
+        return Ok(report(&cluster_name, s.mode, None, &[], &done, None));
     }
 
     let groups = discover::node_groups(&aws, &cluster_name).await?;
     let autoscalers = discover::autoscalers(&kube).await?;
     let w = Workloads::observe(&kube).await?;
-    let opts = plan::Options { keep: a.keep, controller_group: a.controller_nodegroup.clone(), widen: a.widen };
-    let plan = plan::plan(&groups, &autoscalers, &w, &opts)?;
+    let plan = plan::plan(&groups, &autoscalers, &w, &s.plan)?;
     let applied = steps::applied_pools(&kube).await?;
     let planned = plan.steps(&groups, &w, &applied);
     bar.finish_and_clear();
@@ -67,29 +71,17 @@ pub async fn run(g: &GlobalArgs, a: &MigrateArgs, hooks: &Hooks) -> Result<Repor
     let dir = tempfile::tempdir()
         .map_err(|e| Error::io("failed to create a temporary directory in", &std::env::temp_dir(), e))?;
     let values = dir.path().join("migrate-values.yaml");
-    std::fs::write(&values, pin_values(&plan.controller_group))
+    let pinned = groups.iter().find(|g| g.name == plan.controller_group);
+    std::fs::write(&values, pinned.map(pin_values).unwrap_or_default())
         .map_err(|e| Error::io("failed to write", &values, e))?;
-    let mut install = a.install.clone();
-    install.no_default_nodepool = true;
-    install.default_nodepool = false;
-    let init = InitArgs {
-        install,
-        cluster: a.cluster.clone(),
-        adopt: false,
-        no_pod_identity_agent: false,
-        dry_run: true,
-        detailed_exitcode: false,
-        emit: None,
-        set: Vec::new(),
-        values: vec![values],
-        wait_timeout: a.wait_timeout,
-    };
+    let mut install = s.install.clone();
+    install.extra.files.push(values.display().to_string());
     // With --yes nothing is shown or asked before the walk, which plans again itself: a dry
     // walk first would only repeat its reads.
-    if a.dry_run || !g.yes {
-        let install_plan = super::init::walk(&InitSettings::resolve(g, &init)?, hooks, Walk::Init).await?;
-        if a.dry_run {
-            return Ok(report(&cluster_name, a, Some(&plan), &planned, &[], Some(&install_plan)));
+    if s.mode == MigrateMode::Plan || !s.common.yes {
+        let install_plan = super::init::walk(&install, hooks, Walk::Init).await?;
+        if s.mode == MigrateMode::Plan {
+            return Ok(report(&cluster_name, s.mode, Some(&plan), &planned, &[], Some(&install_plan)));
         }
         let pending = planned.iter().filter(|s| !s.done).count();
         let install_pending = install_plan
@@ -99,36 +91,41 @@ pub async fn run(g: &GlobalArgs, a: &MigrateArgs, hooks: &Hooks) -> Result<Repor
             .is_some_and(|c| c.iter().any(|c| !matches!(c["action"].as_str(), Some("none") | Some("skip"))));
         if pending > 0 || install_pending {
             if hooks.interactive {
-                eprint!("{}", report(&cluster_name, a, Some(&plan), &planned, &[], Some(&install_plan)).text);
+                eprint!("{}", report(&cluster_name, s.mode, Some(&plan), &planned, &[], Some(&install_plan)).text);
             }
-            confirm(g, hooks, &format!("Migrate cluster {cluster_name} ({pending} steps)?")).await?;
+            confirm(s.common.yes, hooks, &format!("Migrate cluster {cluster_name} ({pending} steps)?")).await?;
         }
     }
-    let yes = GlobalArgs { yes: true, ..g.clone() };
-    let apply = InitSettings::resolve(&yes, &InitArgs { dry_run: false, ..init })?;
-    let installed = super::init::walk(&apply, hooks, Walk::Init).await.map_err(|e| e.resumable("karpctl migrate"))?;
+    install.dry_run = false;
+    install.common.yes = true;
+    let installed = super::init::walk(&install, hooks, Walk::Init).await.map_err(|e| e.resumable("karpctl migrate"))?;
     let bar = output::spinner("migrating");
     let progress = |m: &str| bar.set_message(m.to_string());
     let cx = steps::Ctx { progress: &progress, ..cx };
     let done = steps::apply(&cx, &plan, &groups).await.map_err(|e| e.resumable("karpctl migrate"));
     bar.finish_and_clear();
-    Ok(report(&cluster_name, a, Some(&plan), &done?, &[], Some(&installed)))
+    Ok(report(&cluster_name, s.mode, Some(&plan), &done?, &[], Some(&installed)))
 }
 
 /// The helm values that keep the controller on the node group that stays, off Karpenter's
-/// own nodes (karpenter-facts §13).
-fn pin_values(group: &str) -> String {
+/// own nodes (karpenter-facts §13): a managed group by EKS's node group label, a self-managed
+/// one by the labels its node-template tags say its nodes carry.
+fn pin_values(group: &NodeGroup) -> String {
+    let mut terms = vec![json!({"key": "karpenter.sh/nodepool", "operator": "DoesNotExist"})];
+    match group.kind {
+        GroupKind::Managed => terms.push(json!({"key": NODEGROUP_LABEL, "operator": "In", "values": [group.name]})),
+        GroupKind::SelfManaged => {
+            terms.extend(group.labels.iter().map(|(k, v)| json!({"key": k, "operator": "In", "values": [v]})))
+        }
+    }
     let affinity = json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
-    "nodeSelectorTerms": [{"matchExpressions": [
-        {"key": "karpenter.sh/nodepool", "operator": "DoesNotExist"},
-        {"key": NODEGROUP_LABEL, "operator": "In", "values": [group]},
-    ]}]}}}});
+    "nodeSelectorTerms": [{"matchExpressions": terms}]}}}});
     serde_yaml_ng::to_string(&affinity).unwrap_or_default()
 }
 
 /// Ask before the first write; without a terminal, `--yes` is required.
-async fn confirm(g: &GlobalArgs, hooks: &Hooks, prompt: &str) -> Result<()> {
-    if g.yes {
+async fn confirm(yes: bool, hooks: &Hooks, prompt: &str) -> Result<()> {
+    if yes {
         return Ok(());
     }
     if !hooks.interactive {
@@ -159,7 +156,7 @@ fn step_lines(out: &mut String, steps: &[Step], dry_run: bool) {
 
 fn report(
     cluster: &str,
-    a: &MigrateArgs,
+    mode: MigrateMode,
     plan: Option<&Plan>,
     steps: &[Step],
     restored: &[Step],
@@ -169,9 +166,9 @@ fn report(
     let mut r = Report::raw("migrate", String::new());
     r.raw = false;
     r.body.insert("cluster".into(), json!(cluster));
-    r.body.insert("dry_run".into(), json!(a.dry_run));
-    r.body.insert("rollback".into(), json!(a.rollback));
-    if a.rollback {
+    r.body.insert("dry_run".into(), json!(mode == MigrateMode::Plan));
+    r.body.insert("rollback".into(), json!(mode == MigrateMode::Rollback));
+    if mode == MigrateMode::Rollback {
         let _ = writeln!(text, "Rolled back the migration of cluster {cluster}:");
         step_lines(&mut text, restored, false);
         if restored.is_empty() {
@@ -202,7 +199,14 @@ fn report(
         r.body.insert("install".into(), json!({"changes": install.body.get("changes").cloned().unwrap_or(json!([]))}));
     }
     let _ = writeln!(text, "Steps:");
-    step_lines(&mut text, steps, a.dry_run);
+    step_lines(&mut text, steps, mode == MigrateMode::Plan);
+    let notes: Vec<&String> = plan.pools.iter().flat_map(|p| &p.image.notes).collect();
+    if !notes.is_empty() {
+        let _ = writeln!(text, "Not carried over as it was (check before applying):");
+        for n in &notes {
+            let _ = writeln!(text, "  {n}");
+        }
+    }
     if !plan.interrupted.is_empty() {
         let _ = writeln!(text, "Will be interrupted by the drain:");
         for p in &plan.interrupted {
@@ -210,7 +214,7 @@ fn report(
         }
     }
     let left = steps.iter().filter(|s| !s.done).count();
-    let _ = if a.dry_run {
+    let _ = if mode == MigrateMode::Plan {
         writeln!(text, "Plan: {left} steps to do, {} done.", steps.len() - left)
     } else {
         writeln!(
@@ -226,6 +230,7 @@ fn report(
     r.body.insert("nodegroups".into(), json!(plan.groups));
     r.body.insert("steps".into(), json!(steps));
     r.body.insert("will_be_interrupted".into(), json!(plan.interrupted));
+    r.body.insert("notes".into(), json!(notes));
     r.text = text;
     r
 }

@@ -82,18 +82,15 @@ fn judge(
         }
     }
     for g in recorded_groups {
-        let id = format!("migrate.nodegroup.{}", g.name);
+        let id = format!("migrate.{}", g.target().replacen('/', ".", 1));
+        let what = g.describe();
         out.push(match g.floor {
             Some(floor) if floor == g.scaling => {
-                Check::new(id, Status::Pass, format!("node group {} is at its floor ({floor})", g.name))
+                Check::new(id, Status::Pass, format!("{what} is at its floor ({floor})"))
             }
-            Some(floor) => Check::new(
-                id,
-                Status::Fail,
-                format!("node group {} is at {}, not its floor {floor}", g.name, g.scaling),
-            )
-            .with_hint(format!("{cont}, or {back}")),
-            None => Check::new(id, Status::Fail, format!("node group {} has no recorded floor yet", g.name))
+            Some(floor) => Check::new(id, Status::Fail, format!("{what} is at {}, not its floor {floor}", g.scaling))
+                .with_hint(format!("{cont}, or {back}")),
+            None => Check::new(id, Status::Fail, format!("{what} has no recorded floor yet"))
                 .with_hint(format!("{cont}, or {back}")),
         });
     }
@@ -122,21 +119,7 @@ mod tests {
     use crate::migrate::Scaling;
 
     fn group(original: Option<Scaling>, floor: Option<Scaling>, now: Scaling) -> NodeGroup {
-        NodeGroup {
-            name: "web".into(),
-            arn: "arn:web".into(),
-            instance_types: vec![],
-            capacity_type: "SPOT".into(),
-            ami_type: "AL2023_x86_64_STANDARD".into(),
-            labels: Default::default(),
-            taints: vec![],
-            subnets: vec![],
-            scaling: now,
-            original,
-            floor,
-            launch_template: None,
-            template: None,
-        }
+        NodeGroup { capacity_type: "SPOT".into(), scaling: now, original, floor, ..NodeGroup::sample("web") }
     }
 
     fn ca(replicas: i64, original: Option<i64>) -> Autoscaler {

@@ -1,5 +1,5 @@
-//! What the migration starts from: the cluster's managed node groups (EKS), the Cluster
-//! Autoscaler Deployment (any namespace, found by its image), and the nodes, pods and
+//! What the migration starts from: the cluster's managed node groups (EKS) and self-managed
+//! Auto Scaling groups (asg.rs), the Cluster Autoscaler Deployment (any namespace, found by its image), and the nodes, pods and
 //! PodDisruptionBudgets the drain works with. Read-only.
 
 use std::collections::BTreeMap;
@@ -24,9 +24,22 @@ pub struct Taint {
     pub effect: String,
 }
 
-/// One managed node group, as DescribeNodegroup tells it.
+/// Which API owns a group's scaling and records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GroupKind {
+    /// An EKS managed node group (eks:UpdateNodegroupConfig, eks:TagResource).
+    Managed,
+    /// A self-managed Auto Scaling group (autoscaling:UpdateAutoScalingGroup, CreateOrUpdateTags).
+    SelfManaged,
+}
+
+/// One node group: a managed one as DescribeNodegroup tells it, or a self-managed Auto Scaling
+/// group as asg.rs reads it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct NodeGroup {
+    /// Managed or self-managed.
+    pub kind: GroupKind,
     /// Its name.
     pub name: String,
     /// Its ARN (where the original scaling is tagged).
@@ -53,6 +66,64 @@ pub struct NodeGroup {
     pub launch_template: Option<String>,
     /// What the EC2NodeClass takes from that launch template, once read.
     pub template: Option<super::template::Template>,
+    /// A self-managed group's EC2 instance ids (its nodes are found by their providerID; a
+    /// managed group's by EKS's label). Empty for a managed group.
+    pub instances: Vec<String>,
+}
+
+impl NodeGroup {
+    /// How steps and checks name it: `nodegroup/NAME` or `asg/NAME`.
+    pub fn target(&self) -> String {
+        match self.kind {
+            GroupKind::Managed => format!("nodegroup/{}", self.name),
+            GroupKind::SelfManaged => format!("asg/{}", self.name),
+        }
+    }
+
+    /// How messages name it: `node group NAME` or `Auto Scaling group NAME`.
+    pub fn describe(&self) -> String {
+        match self.kind {
+            GroupKind::Managed => format!("node group {}", self.name),
+            GroupKind::SelfManaged => format!("Auto Scaling group {}", self.name),
+        }
+    }
+
+    /// A managed group with nothing set, for the unit tests to fill in.
+    #[cfg(test)]
+    pub fn sample(name: &str) -> NodeGroup {
+        NodeGroup {
+            kind: GroupKind::Managed,
+            name: name.into(),
+            arn: format!("arn:{name}"),
+            instance_types: vec![],
+            capacity_type: "ON_DEMAND".into(),
+            ami_type: "AL2023_x86_64_STANDARD".into(),
+            labels: BTreeMap::new(),
+            taints: vec![],
+            subnets: vec![],
+            scaling: Scaling { min: 0, max: 0, desired: 0 },
+            original: None,
+            floor: None,
+            launch_template: None,
+            template: None,
+            instances: vec![],
+        }
+    }
+
+    /// Whether a Node (JSON) is one of this group's: EKS's node group label, or an instance id
+    /// of the Auto Scaling group at the end of its `spec.providerID` (`aws:///ZONE/i-...`).
+    pub fn owns(&self, node: &Value) -> bool {
+        match self.kind {
+            GroupKind::Managed => {
+                node.pointer("/metadata/labels").and_then(|l| l.get(NODEGROUP_LABEL)).and_then(Value::as_str)
+                    == Some(self.name.as_str())
+            }
+            GroupKind::SelfManaged => {
+                let id = str_at(node, "/spec/providerID").rsplit('/').next().unwrap_or_default();
+                !id.is_empty() && self.instances.iter().any(|i| i == id)
+            }
+        }
+    }
 }
 
 /// A Deployment running the cluster-autoscaler image.
@@ -71,8 +142,15 @@ pub struct Autoscaler {
 /// The image every Cluster Autoscaler build runs (registry.k8s.io/autoscaling/cluster-autoscaler).
 pub const AUTOSCALER_IMAGE: &str = "cluster-autoscaler";
 
-/// The cluster's managed node groups, by name.
+/// The cluster's node groups: the managed ones by name, then the self-managed Auto Scaling
+/// groups by name.
 pub async fn node_groups(aws: &Aws, cluster: &str) -> Result<Vec<NodeGroup>> {
+    let mut out = managed_groups(aws, cluster).await?;
+    out.extend(super::asg::groups(aws, cluster).await?);
+    Ok(out)
+}
+
+async fn managed_groups(aws: &Aws, cluster: &str) -> Result<Vec<NodeGroup>> {
     const WHAT: &str = "failed to read the cluster's node groups";
     let mut names: Vec<String> = Vec::new();
     let mut pages = aws.eks.list_nodegroups().cluster_name(cluster).into_paginator().send();
@@ -94,7 +172,7 @@ pub async fn node_groups(aws: &Aws, cluster: &str) -> Result<Vec<NodeGroup>> {
         if let Some(g) = got.nodegroup() {
             let mut group = from_sdk(g);
             if let Some(spec) = g.launch_template() {
-                group.template = super::template::read(aws, spec).await?;
+                group.template = super::template::read(aws, &spec.into()).await?;
             }
             out.push(group);
         }
@@ -118,6 +196,7 @@ fn from_sdk(g: &aws_sdk_eks::types::Nodegroup) -> NodeGroup {
     };
     let tags = g.tags().cloned().unwrap_or_default();
     NodeGroup {
+        kind: GroupKind::Managed,
         name: g.nodegroup_name().unwrap_or_default().to_string(),
         arn: g.nodegroup_arn().unwrap_or_default().to_string(),
         instance_types: g.instance_types().to_vec(),
@@ -139,6 +218,7 @@ fn from_sdk(g: &aws_sdk_eks::types::Nodegroup) -> NodeGroup {
         floor: tags.get(record::FLOOR_TAG).and_then(|v| Scaling::parse(v)),
         launch_template: g.launch_template().and_then(|l| l.name().or(l.id())).map(str::to_string),
         template: None,
+        instances: Vec::new(),
     }
 }
 
@@ -188,16 +268,9 @@ impl Workloads {
     }
 
     /// The names of a node group's nodes, by name.
-    pub fn group_nodes(&self, group: &str) -> Vec<String> {
-        let mut out: Vec<String> = self
-            .nodes
-            .iter()
-            .filter(|n| {
-                n.pointer("/metadata/labels").and_then(|l| l.get(NODEGROUP_LABEL)).and_then(Value::as_str)
-                    == Some(group)
-            })
-            .map(|n| str_at(n, "/metadata/name").to_string())
-            .collect();
+    pub fn group_nodes(&self, group: &NodeGroup) -> Vec<String> {
+        let mut out: Vec<String> =
+            self.nodes.iter().filter(|n| group.owns(n)).map(|n| str_at(n, "/metadata/name").to_string()).collect();
         out.sort();
         out
     }

@@ -4,11 +4,13 @@
 //! `--widen` become their whole families (Karpenter picks the size). Subnets are the groups'
 //! own; security groups are the launch template's when a group has one (with its disks and
 //! metadata options, src/migrate/template.rs), else the cluster's (the discovery tag init puts on them).
+//! The image (an alias, or a custom AMI by id) and the user data follow src/migrate/ami.rs.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Value};
 
+use super::ami::{self, Image};
 use super::discover::{NodeGroup, Taint};
 use super::{MIGRATED_FROM, MIGRATED_LABEL};
 use crate::desired::DISCOVERY_TAG;
@@ -24,46 +26,40 @@ pub struct Pool {
     pub labels: BTreeMap<String, String>,
     /// Taints its nodes get.
     pub taints: Vec<Taint>,
-    /// `on-demand` or `spot` (Karpenter's spelling).
-    pub capacity_type: String,
+    /// `on-demand` and/or `spot` (Karpenter's spelling; both for a mixed Auto Scaling group).
+    pub capacity_types: Vec<String>,
     /// The instance types (or families, widened).
     pub instance_types: Vec<String>,
     /// Whether `instance_types` are families.
     pub widened: bool,
     /// `amd64` and/or `arm64`, from the AMI types.
     pub arch: Vec<String>,
-    /// The AMI alias (`al2023@latest`, `al2@latest`, `bottlerocket@latest`).
-    pub ami_alias: String,
+    /// The image: an alias, or a custom AMI by id with its family; the user data carried.
+    pub image: Image,
     /// The groups' subnets.
     pub subnets: Vec<String>,
     /// The first of its groups' launch templates (security groups, disks, IMDS), if any.
     pub template: Option<super::template::Template>,
 }
 
-fn capacity(eks: &str) -> &'static str {
-    if eks == "SPOT" {
-        "spot"
-    } else {
-        "on-demand"
+fn capacity(eks: &str) -> Vec<String> {
+    match eks {
+        "SPOT" => vec!["spot".into()],
+        "MIXED" => vec!["spot".into(), "on-demand".into()],
+        _ => vec!["on-demand".into()],
     }
 }
 
-fn arch(ami_type: &str) -> &'static str {
-    if ami_type.contains("ARM") {
-        "arm64"
-    } else {
-        "amd64"
-    }
-}
-
-fn alias(ami_type: &str) -> &'static str {
-    if ami_type.starts_with("BOTTLEROCKET") {
-        "bottlerocket@latest"
-    } else if ami_type.starts_with("AL2_") {
-        "al2@latest"
-    } else {
-        "al2023@latest"
-    }
+/// A Kubernetes object name from a group's (Auto Scaling group names may hold capitals,
+/// spaces and more): lower case, anything else a dash.
+fn object_name(group: &str) -> String {
+    let s: String = group
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '-' })
+        .collect();
+    let s = s.trim_matches(|c: char| !c.is_ascii_alphanumeric()).to_string();
+    s.chars().take(63).collect()
 }
 
 /// The family of an instance type (`m5.large` → `m5`).
@@ -78,19 +74,20 @@ pub fn pools(groups: &[NodeGroup], widen: bool) -> Vec<Pool> {
         let mut taints = g.taints.clone();
         taints.sort();
         let cap = capacity(&g.capacity_type);
-        let at = match out.iter().position(|p| p.labels == g.labels && p.taints == taints && p.capacity_type == cap) {
+        let at = match out.iter().position(|p| p.labels == g.labels && p.taints == taints && p.capacity_types == cap) {
             Some(i) => i,
             None => {
+                let name = object_name(&g.name);
                 out.push(Pool {
-                    name: g.name.clone(),
+                    image: ami::image(&name, g, g.template.as_ref()),
+                    name,
                     groups: Vec::new(),
                     labels: g.labels.clone(),
                     taints,
-                    capacity_type: cap.to_string(),
+                    capacity_types: cap,
                     instance_types: Vec::new(),
                     widened: widen,
                     arch: Vec::new(),
-                    ami_alias: alias(&g.ami_type).to_string(),
                     subnets: Vec::new(),
                     template: None,
                 });
@@ -99,8 +96,15 @@ pub fn pools(groups: &[NodeGroup], widen: bool) -> Vec<Pool> {
         };
         let pool = &mut out[at];
         pool.groups.push(g.name.clone());
-        if pool.template.is_none() {
+        if pool.template.is_none() && g.template.is_some() {
             pool.template.clone_from(&g.template);
+            pool.image = ami::image(&pool.name, g, g.template.as_ref());
+        } else if g.template.is_some() && g.template != pool.template {
+            let first = pool.groups.first().cloned().unwrap_or_default();
+            pool.image.notes.push(format!(
+                "{}: {}'s launch template differs from the one the pool takes ({first}'s); its disks, security groups and AMI are not carried over",
+                pool.name, g.name
+            ));
         }
         let types: BTreeSet<String> = pool
             .instance_types
@@ -109,9 +113,10 @@ pub fn pools(groups: &[NodeGroup], widen: bool) -> Vec<Pool> {
             .chain(g.instance_types.iter().map(|t| if widen { family(t).to_string() } else { t.clone() }))
             .collect();
         pool.instance_types = types.into_iter().collect();
-        let a = arch(&g.ami_type).to_string();
-        if !pool.arch.contains(&a) {
-            pool.arch.push(a);
+        for a in ami::arches(g) {
+            if !pool.arch.iter().any(|x| x == a) {
+                pool.arch.push(a.to_string());
+            }
         }
         for s in &g.subnets {
             if !pool.subnets.contains(s) {
@@ -135,11 +140,20 @@ pub fn node_class(pool: &Pool, cluster: &str, node_role: &str) -> Value {
         "metadata": metadata(pool),
         "spec": {
             "role": node_role,
-            "amiSelectorTerms": [{"alias": pool.ami_alias}],
+            "amiSelectorTerms": match (&pool.image.alias, &pool.image.id) {
+                (_, Some(id)) => json!([{"id": id}]),
+                (alias, None) => json!([{"alias": alias.as_deref().unwrap_or("al2023@latest")}]),
+            },
             "subnetSelectorTerms": pool.subnets.iter().map(|s| json!({"id": s})).collect::<Vec<_>>(),
             "securityGroupSelectorTerms": [{"tags": {DISCOVERY_TAG: cluster}}],
         }
     });
+    if let Some(family) = &pool.image.family {
+        class["spec"]["amiFamily"] = json!(family);
+    }
+    if let Some(u) = &pool.image.user_data {
+        class["spec"]["userData"] = json!(u);
+    }
     if let Some(t) = &pool.template {
         if !t.security_groups.is_empty() {
             class["spec"]["securityGroupSelectorTerms"] =
@@ -162,7 +176,7 @@ pub fn node_pool(pool: &Pool) -> Value {
         "spec": {
             "requirements": [
                 {"key": types_key, "operator": "In", "values": pool.instance_types},
-                {"key": "karpenter.sh/capacity-type", "operator": "In", "values": [pool.capacity_type]},
+                {"key": "karpenter.sh/capacity-type", "operator": "In", "values": pool.capacity_types},
                 {"key": "kubernetes.io/arch", "operator": "In", "values": pool.arch},
                 {"key": "kubernetes.io/os", "operator": "In", "values": ["linux"]},
             ],
@@ -202,21 +216,15 @@ mod tests {
 
     fn group(name: &str, cap: &str, types: &[&str], taint: Option<&str>) -> NodeGroup {
         NodeGroup {
-            name: name.into(),
-            arn: format!("arn:{name}"),
             instance_types: types.iter().map(|s| s.to_string()).collect(),
             capacity_type: cap.into(),
-            ami_type: "AL2023_x86_64_STANDARD".into(),
             labels: BTreeMap::from([("team".to_string(), "a".to_string())]),
             taints: taint
                 .map(|k| vec![Taint { key: k.into(), value: "true".into(), effect: "NoSchedule".into() }])
                 .unwrap_or_default(),
             subnets: vec![format!("subnet-{name}")],
             scaling: Scaling { min: 1, max: 3, desired: 2 },
-            original: None,
-            floor: None,
-            launch_template: None,
-            template: None,
+            ..NodeGroup::sample(name)
         }
     }
 
@@ -260,6 +268,7 @@ mod tests {
             security_groups: vec!["sg-1".into()],
             block_devices: vec![json!({"deviceName": "/dev/xvda", "ebs": {"volumeSize": "100Gi"}})],
             metadata: Some(json!({"httpTokens": "required"})),
+            ..Default::default()
         };
         let mut b = group("b", "ON_DEMAND", &["m5.large"], None);
         b.template = Some(t.clone());

@@ -4,6 +4,8 @@
 //! where a re-run and `--rollback` read it back (`record`, `steps`, `drain`), and undo it
 //! (`rollback`). The Karpenter install itself is init's walk (src/commands/migrate.rs).
 
+pub mod ami;
+pub mod asg;
 pub mod checks;
 pub mod discover;
 pub mod drain;

@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 
-use super::discover::{str_at, Autoscaler, NodeGroup, Workloads};
+use super::discover::{str_at, Autoscaler, GroupKind, NodeGroup, Workloads};
 use super::infer::{self, Pool};
 use super::record::CORDONED_ANNOTATION;
 use super::Scaling;
@@ -27,6 +27,8 @@ pub struct Options {
 pub struct GroupPlan {
     /// The group.
     pub name: String,
+    /// How steps name it (`nodegroup/NAME`, `asg/NAME`).
+    pub id: String,
     /// Its scaling before the migration (recorded, or now).
     pub original: Scaling,
     /// Its scaling after.
@@ -65,25 +67,36 @@ pub struct Step {
     pub done: bool,
 }
 
-/// The group the controller stays on: the one asked for, else the first untainted on-demand one.
+/// Whether the controller can be pinned to a group: a managed group's nodes carry EKS's
+/// node group label; a self-managed group's only the labels its node-template tags declare.
+fn pinnable(g: &NodeGroup) -> bool {
+    g.kind == GroupKind::Managed || !g.labels.is_empty()
+}
+
+/// The group the controller stays on: the one asked for, else the first untainted on-demand
+/// managed group, else the first such self-managed group with node-template labels to pin by.
 fn controller_group(groups: &[NodeGroup], asked: Option<&str>) -> Result<String> {
     if let Some(name) = asked {
         return match groups.iter().find(|g| g.name == name) {
-            Some(g) => Ok(g.name.clone()),
+            Some(g) if pinnable(g) => Ok(g.name.clone()),
+            Some(g) => Err(Error::invalid(
+                format!("--controller-nodegroup {name}: Auto Scaling group {} declares no node labels to pin the controller by", g.name),
+                format!("give it a {}KEY tag its nodes carry, or name a managed node group", super::asg::LABEL_TAG),
+            )),
             None => Err(Error::invalid(
-                format!("--controller-nodegroup {name}: the cluster has no such managed node group"),
+                format!("--controller-nodegroup {name}: the cluster has no such node group"),
                 format!("pick one of: {}", groups.iter().map(|g| g.name.as_str()).collect::<Vec<_>>().join(", ")),
             )),
         };
     }
-    groups.iter().find(|g| g.taints.is_empty() && g.capacity_type == "ON_DEMAND").map(|g| g.name.clone()).ok_or_else(
-        || {
-            Error::invalid(
-                "no untainted on-demand node group to keep the Karpenter controller on",
-                "name one with --controller-nodegroup (its taints must be tolerated through --set tolerations...)",
-            )
-        },
-    )
+    let fits = |g: &&NodeGroup| g.taints.is_empty() && g.capacity_type == "ON_DEMAND" && pinnable(g);
+    let managed = groups.iter().filter(|g| g.kind == GroupKind::Managed).find(fits);
+    managed.or_else(|| groups.iter().find(fits)).map(|g| g.name.clone()).ok_or_else(|| {
+        Error::invalid(
+            "no untainted on-demand node group to keep the Karpenter controller on",
+            "name one with --controller-nodegroup (its taints must be tolerated through --set tolerations...)",
+        )
+    })
 }
 
 fn cordoned_by_us(w: &Workloads, node: &str) -> bool {
@@ -103,8 +116,8 @@ fn hosts_karpenter(w: &Workloads, node: &str) -> bool {
 pub fn plan(groups: &[NodeGroup], autoscalers: &[Autoscaler], w: &Workloads, opts: &Options) -> Result<Plan> {
     if groups.is_empty() {
         return Err(Error::invalid(
-            "the cluster has no managed node groups to migrate from",
-            "self-managed Auto Scaling groups are not migrated yet; run karpctl init instead",
+            "the cluster has no managed node groups or self-managed Auto Scaling groups to migrate from",
+            "an Auto Scaling group is the cluster's when tagged kubernetes.io/cluster/CLUSTER=owned (or k8s.io/cluster-autoscaler/CLUSTER with k8s.io/cluster-autoscaler/enabled); else run karpctl init",
         ));
     }
     let controller = controller_group(groups, opts.controller_group.as_deref())?;
@@ -113,12 +126,19 @@ pub fn plan(groups: &[NodeGroup], autoscalers: &[Autoscaler], w: &Workloads, opt
         let original = g.original.unwrap_or(g.scaling);
         let floor = if g.name == controller { opts.keep as i32 } else { 0 };
         let target = original.at_floor(floor);
-        let mut nodes = w.group_nodes(&g.name);
+        let mut nodes = w.group_nodes(g);
         // Kept: nodes not yet drained, the controller's first, then by name; stable across re-runs.
         nodes.sort_by_key(|n| (cordoned_by_us(w, n), !hosts_karpenter(w, n), n.clone()));
         let cut = (target.desired.max(0) as usize).min(nodes.len());
         let drain_nodes = nodes.split_off(cut);
-        plans.push(GroupPlan { name: g.name.clone(), original, target, keep_nodes: nodes, drain_nodes });
+        plans.push(GroupPlan {
+            name: g.name.clone(),
+            id: g.target(),
+            original,
+            target,
+            keep_nodes: nodes,
+            drain_nodes,
+        });
     }
     plans.sort_by_key(|p| p.name == controller);
     let mut interrupted = Vec::new();
@@ -168,14 +188,14 @@ impl Plan {
             out.push(step(
                 "apply",
                 format!("nodepool/{}", p.name),
-                format!("{from}: {} {} {what}", p.capacity_type, p.instance_types.join(",")),
+                format!("{from}: {} {} {what}", p.capacity_types.join("+"), p.instance_types.join(",")),
                 done,
             ));
         }
         for g in groups {
             out.push(step(
                 "record",
-                format!("nodegroup/{}", g.name),
+                g.target(),
                 format!("tag its scaling {}", g.original.unwrap_or(g.scaling)),
                 g.original.is_some(),
             ));
@@ -202,15 +222,10 @@ impl Plan {
                     && w.evictable_on(n).next().is_none()
             });
             let list = if gp.drain_nodes.is_empty() { "no nodes".to_string() } else { gp.drain_nodes.join(", ") };
-            out.push(step("drain", format!("nodegroup/{}", gp.name), format!("cordon and drain {list}"), drained));
+            out.push(step("drain", gp.id.clone(), format!("cordon and drain {list}"), drained));
             let now = groups.iter().find(|g| g.name == gp.name);
             let done = now.is_some_and(|g| g.scaling == gp.target && g.original.is_some());
-            out.push(step(
-                "scale",
-                format!("nodegroup/{}", gp.name),
-                format!("{} -> {}", gp.original, gp.target),
-                done,
-            ));
+            out.push(step("scale", gp.id.clone(), format!("{} -> {}", gp.original, gp.target), done));
         }
         out
     }
@@ -221,27 +236,18 @@ mod tests {
     use super::*;
     use crate::migrate::discover::Taint;
     use serde_json::json;
-    use std::collections::BTreeMap;
 
     fn group(name: &str, cap: &str, tainted: bool, desired: i32) -> NodeGroup {
         NodeGroup {
-            name: name.into(),
-            arn: format!("arn:{name}"),
             instance_types: vec!["m5.large".into()],
             capacity_type: cap.into(),
-            ami_type: "AL2023_x86_64_STANDARD".into(),
-            labels: BTreeMap::new(),
             taints: if tainted {
                 vec![Taint { key: "k".into(), value: "v".into(), effect: "NoSchedule".into() }]
             } else {
                 vec![]
             },
-            subnets: vec![],
             scaling: Scaling { min: 1, max: 5, desired },
-            original: None,
-            floor: None,
-            launch_template: None,
-            template: None,
+            ..NodeGroup::sample(name)
         }
     }
 
@@ -306,7 +312,27 @@ mod tests {
         let steps = plan.steps(&groups, &w, &[]);
         // A drain of no nodes (the gpu group has none) is done already.
         assert!(steps.iter().all(|s| s.done == (s.detail == "cordon and drain no nodes")), "{steps:#?}");
-        assert!(plan_err("nope").contains("no such managed node group"));
+        assert!(plan_err("nope").contains("no such node group"));
+    }
+
+    #[test]
+    fn the_controller_stays_on_a_managed_group_or_a_self_managed_one_with_labels_to_pin_by() {
+        let asg = |labels: &[(&str, &str)]| NodeGroup {
+            kind: GroupKind::SelfManaged,
+            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            ..group("asg", "ON_DEMAND", false, 1)
+        };
+        let w = Workloads::default();
+        let opts = |asked: Option<&str>| Options { keep: 1, controller_group: asked.map(str::to_string), widen: false };
+        // A managed group first, even when an Auto Scaling group comes before it by name.
+        let both = [asg(&[("role", "system")]), group("sys", "ON_DEMAND", false, 1)];
+        assert_eq!(plan(&both, &[], &w, &opts(None)).unwrap().controller_group, "sys");
+        assert_eq!(plan(&[asg(&[("role", "system")])], &[], &w, &opts(None)).unwrap().controller_group, "asg");
+        let err = plan(&[asg(&[])], &[], &w, &opts(Some("asg"))).unwrap_err();
+        assert!(err.message.contains("declares no node labels"), "{}", err.message);
+        assert!(plan(&[asg(&[])], &[], &w, &opts(None)).is_err(), "nothing to pin the controller by");
+        let steps = plan(&both, &[], &w, &opts(None)).unwrap().steps(&both, &w, &[]);
+        assert!(steps.iter().any(|s| s.step == "scale" && s.target == "asg/asg"), "{steps:#?}");
     }
 
     fn plan_err(asked: &str) -> String {

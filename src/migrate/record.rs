@@ -1,13 +1,13 @@
 //! Where the migration writes down what it changes, before it changes it, so a re-run
-//! continues and `--rollback` restores exactly: a tag on each node group (its original
-//! min/max/desired), an annotation on the Cluster Autoscaler Deployment (its original
+//! continues and `--rollback` restores exactly: a tag on each node group or self-managed
+//! Auto Scaling group (its original min/max/desired), an annotation on the Cluster Autoscaler Deployment (its original
 //! replicas), and an annotation on each node karpctl cordoned (so rollback uncordons only
 //! those). A record is written once and never overwritten: a re-run after a partial migration
 //! must not take the half-migrated state for the original.
 
 use serde_json::json;
 
-use super::discover::{Autoscaler, NodeGroup};
+use super::discover::{Autoscaler, GroupKind, NodeGroup};
 use super::Scaling;
 use crate::aws::Aws;
 use crate::error::{AwsContext, Result};
@@ -31,16 +31,28 @@ pub async fn group(aws: &Aws, g: &NodeGroup, floor: Scaling) -> Result<Scaling> 
     if let (Some(original), true) = (g.original, g.floor == Some(floor)) {
         return Ok(original);
     }
-    let mut req = aws.eks.tag_resource().resource_arn(&g.arn).tags(FLOOR_TAG, floor.to_string());
+    let mut tags = vec![(FLOOR_TAG, floor.to_string())];
     if g.original.is_none() {
-        req = req.tags(GROUP_TAG, g.scaling.to_string());
+        tags.push((GROUP_TAG, g.scaling.to_string()));
     }
-    req.send().await.or_aws(format!("failed to record node group {}'s scaling", g.name), "eks:TagResource")?;
+    match g.kind {
+        GroupKind::SelfManaged => super::asg::tag(aws, g, &tags).await?,
+        GroupKind::Managed => {
+            let mut req = aws.eks.tag_resource().resource_arn(&g.arn);
+            for (k, v) in tags {
+                req = req.tags(k, v);
+            }
+            req.send().await.or_aws(format!("failed to record node group {}'s scaling", g.name), "eks:TagResource")?;
+        }
+    }
     Ok(g.original.unwrap_or(g.scaling))
 }
 
 /// Remove the group's record (rollback, once its scaling is restored).
 pub async fn forget_group(aws: &Aws, g: &NodeGroup) -> Result<()> {
+    if g.kind == GroupKind::SelfManaged {
+        return super::asg::untag(aws, g, &[GROUP_TAG, FLOOR_TAG]).await;
+    }
     aws.eks
         .untag_resource()
         .resource_arn(&g.arn)
@@ -83,9 +95,12 @@ pub async fn cordon(kube: &Kube, node: &str, on: bool) -> Result<()> {
     Ok(())
 }
 
-/// Set a node group's scaling (UpdateNodegroupConfig with all three sizes, so EKS checks them
-/// together: min ≤ desired ≤ max).
+/// Set a node group's scaling (UpdateNodegroupConfig, or UpdateAutoScalingGroup, with all
+/// three sizes, so EKS or Auto Scaling checks them together: min ≤ desired ≤ max).
 pub async fn scale_group(aws: &Aws, cluster: &str, g: &NodeGroup, to: Scaling) -> Result<()> {
+    if g.kind == GroupKind::SelfManaged {
+        return super::asg::scale(aws, g, to).await;
+    }
     let config = aws_sdk_eks::types::NodegroupScalingConfig::builder()
         .min_size(to.min)
         .max_size(to.max)

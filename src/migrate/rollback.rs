@@ -5,7 +5,7 @@
 //! once what it holds is restored, so a rollback killed midway is finished by the next. The
 //! Karpenter install stays (`karpctl teardown` removes it).
 
-use super::discover::{self, str_at, Workloads};
+use super::discover::{self, str_at, NodeGroup, Workloads};
 use super::plan::Step;
 use super::record::{self, CORDONED_ANNOTATION};
 use super::MIGRATED_LABEL;
@@ -18,11 +18,11 @@ pub async fn rollback(cx: &super::steps::Ctx<'_>) -> Result<Vec<Step>> {
     for g in discover::node_groups(cx.aws, cx.cluster).await? {
         let Some(original) = g.original else { continue };
         if g.scaling != original {
-            (cx.progress)(&format!("restoring nodegroup/{}", g.name));
+            (cx.progress)(&format!("restoring {}", g.target()));
             record::scale_group(cx.aws, cx.cluster, &g, original).await?;
         }
-        out.push(done("restore", format!("nodegroup/{}", g.name), format!("{} -> {original}", g.scaling)));
-        uncordon(cx, &Workloads::observe(cx.kube).await?, Some(&g.name), &mut out).await?;
+        out.push(done("restore", g.target(), format!("{} -> {original}", g.scaling)));
+        uncordon(cx, &Workloads::observe(cx.kube).await?, Some(&g), &mut out).await?;
         record::forget_group(cx.aws, &g).await?;
     }
     // Nodes cordoned by a migration whose group is gone (or was never recorded).
@@ -59,11 +59,15 @@ pub async fn rollback(cx: &super::steps::Ctx<'_>) -> Result<Vec<Step>> {
     Ok(out)
 }
 
-async fn uncordon(cx: &super::steps::Ctx<'_>, w: &Workloads, group: Option<&str>, out: &mut Vec<Step>) -> Result<()> {
+async fn uncordon(
+    cx: &super::steps::Ctx<'_>,
+    w: &Workloads,
+    group: Option<&NodeGroup>,
+    out: &mut Vec<Step>,
+) -> Result<()> {
     let key = format!("/metadata/annotations/{}", CORDONED_ANNOTATION.replace('/', "~1"));
     for n in &w.nodes {
-        let in_group = group
-            .is_none_or(|g| str_at(n, &format!("/metadata/labels/{}", super::NODEGROUP_LABEL.replace('/', "~1"))) == g);
+        let in_group = group.is_none_or(|g| g.owns(n));
         if in_group
             && n.pointer(&key).is_some_and(|v| !v.is_null())
             && n.pointer("/metadata/deletionTimestamp").is_none()

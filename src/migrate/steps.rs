@@ -58,12 +58,12 @@ pub async fn apply(cx: &Ctx<'_>, plan: &Plan, groups: &[NodeGroup]) -> Result<Ve
         }
     }
     for gp in &plan.groups {
-        progress(&format!("draining nodegroup/{}", gp.name));
+        progress(&format!("draining {}", gp.id));
         let evicted = super::drain::drain(cx.kube, &gp.drain_nodes, cx.parallel, cx.drain).await?;
-        tracing::info!("nodegroup/{}: evicted {}", gp.name, evicted.join(", "));
+        tracing::info!("{}: evicted {}", gp.id, evicted.join(", "));
         if let Some(g) = groups.iter().find(|g| g.name == gp.name) {
             if g.scaling != gp.target {
-                progress(&format!("scaling nodegroup/{} to {}", gp.name, gp.target));
+                progress(&format!("scaling {} to {}", gp.id, gp.target));
                 record::scale_group(cx.aws, cx.cluster, g, gp.target).await?;
             }
         }

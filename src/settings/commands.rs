@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::aws::AwsOptions;
-use crate::cli::{ClusterArgs, DoctorArgs, GlobalArgs, InitArgs, Only, RenderArgs, TeardownArgs};
+use crate::cli::{ClusterArgs, DoctorArgs, GlobalArgs, InitArgs, MigrateArgs, Only, RenderArgs, TeardownArgs};
 use crate::desired::Partition;
 use crate::error::{Error, Result};
 use crate::helm::ExtraValues;
@@ -95,6 +95,89 @@ impl InitSettings {
             no_pod_identity_agent: a.no_pod_identity_agent,
             dry_run: a.dry_run,
             detailed_exitcode: a.detailed_exitcode,
+            wait_timeout: a.wait_timeout,
+        })
+    }
+}
+
+/// What a `migrate` run does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MigrateMode {
+    /// `--dry-run`: the plan, nothing written.
+    Plan,
+    /// The install, then the steps.
+    Apply,
+    /// `--rollback`: what the records say, restored.
+    Rollback,
+}
+
+/// `migrate`.
+#[derive(Debug, Clone)]
+pub struct MigrateSettings {
+    /// Cluster and AWS.
+    pub common: Common,
+    /// How to reach the cluster.
+    pub access: ClusterAccess,
+    /// The Karpenter install, as init's walk takes it: planned only (`dry_run`), no default
+    /// NodePool (the inferred ones replace it). The command adds the values file that pins the
+    /// controller once discovery has chosen its group, and sets `dry_run` off to apply.
+    pub install: InitSettings,
+    /// Plan, apply or roll back.
+    pub mode: MigrateMode,
+    /// `--keep`, `--controller-nodegroup`, `--widen`.
+    pub plan: crate::migrate::plan::Options,
+    /// `--parallel`: nodes drained at once.
+    pub parallel: usize,
+    /// `--drain-timeout`: one eviction's and one node's bound.
+    pub drain_timeout: Duration,
+    /// `--wait-timeout`: the controller's and the inferred pools' wait for Ready.
+    pub wait_timeout: Duration,
+}
+
+impl MigrateSettings {
+    /// Resolve `migrate`'s flags: the install's as init resolves them, then migrate's own.
+    pub fn resolve(g: &GlobalArgs, a: &MigrateArgs) -> Result<Self> {
+        let mut install_args = a.install.clone();
+        install_args.no_default_nodepool = true;
+        install_args.default_nodepool = false;
+        let init = InitArgs {
+            install: install_args,
+            cluster: a.cluster.clone(),
+            adopt: false,
+            no_pod_identity_agent: false,
+            dry_run: true,
+            detailed_exitcode: false,
+            emit: None,
+            set: Vec::new(),
+            values: Vec::new(),
+            wait_timeout: a.wait_timeout,
+        };
+        let install = InitSettings::resolve(g, &init)?;
+        if let Some(name) = &a.controller_nodegroup {
+            if name.trim().is_empty() {
+                return Err(Error::invalid(
+                    "--controller-nodegroup is empty",
+                    "name the node group that keeps the controller",
+                ));
+            }
+        }
+        let mode = match (a.dry_run, a.rollback) {
+            (true, _) => MigrateMode::Plan,
+            (false, true) => MigrateMode::Rollback,
+            (false, false) => MigrateMode::Apply,
+        };
+        Ok(MigrateSettings {
+            common: install.common.clone(),
+            access: (&a.cluster).into(),
+            install,
+            mode,
+            plan: crate::migrate::plan::Options {
+                keep: a.keep,
+                controller_group: a.controller_nodegroup.clone(),
+                widen: a.widen,
+            },
+            parallel: a.parallel.max(1) as usize,
+            drain_timeout: a.drain_timeout,
             wait_timeout: a.wait_timeout,
         })
     }
@@ -230,5 +313,30 @@ impl RenderSettings {
             None => RenderSource::Cluster(super::aws_options(g)?),
         };
         Ok(RenderSettings { cluster, install, source, issuer: a.issuer.clone(), dir: a.dir.clone() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    fn migrate(args: &[&str]) -> Result<MigrateSettings> {
+        let cli = Cli::try_parse_from([&["karpctl", "-c", "demo", "migrate"], args].concat()).expect("parses");
+        let Command::Migrate(a) = &cli.command else { panic!("not migrate") };
+        MigrateSettings::resolve(&cli.global, a)
+    }
+
+    #[test]
+    fn migrate_resolves_its_mode_and_its_install_without_the_default_nodepool() {
+        let plan = migrate(&["--dry-run", "--keep", "3", "--widen", "--default-nodepool"]).unwrap();
+        assert_eq!(plan.mode, MigrateMode::Plan);
+        assert!(plan.install.dry_run && !plan.install.install.default_nodepool, "the inferred pools replace it");
+        assert_eq!((plan.plan.keep, plan.plan.widen, plan.common.cluster.as_str()), (3, true, "demo"));
+        assert_eq!(migrate(&["--rollback"]).unwrap().mode, MigrateMode::Rollback);
+        assert_eq!(migrate(&[]).unwrap().mode, MigrateMode::Apply);
+        assert!(migrate(&["--controller-nodegroup", " "]).is_err());
+        assert!(migrate(&["--karpenter-version", "nope"]).is_err(), "the install's flags are checked too");
     }
 }

@@ -4,7 +4,8 @@
 mod commands;
 
 pub use commands::{
-    ClusterAccess, Common, DoctorSettings, InitSettings, RenderSettings, RenderSource, SmokeSettings, TeardownSettings,
+    ClusterAccess, Common, DoctorSettings, InitSettings, MigrateMode, MigrateSettings, RenderSettings, RenderSource,
+    SmokeSettings, TeardownSettings,
 };
 
 use crate::aws::AwsOptions;

@@ -123,6 +123,17 @@ struct State {
     /// Evictions so far, and what to run at the Nth (a test's SIGKILL).
     evictions: usize,
     on_eviction: Option<(usize, Box<dyn FnMut() + Send>)>,
+    /// What to run when the Nth request with this method and path has been acted on.
+    on_write: Option<WriteTrigger>,
+}
+
+/// A test's SIGKILL at one write: method, path, the count to fire at, the count so far.
+struct WriteTrigger {
+    method: String,
+    path: String,
+    at: usize,
+    seen: usize,
+    fire: Box<dyn FnMut() + Send>,
 }
 
 /// The running stand-in; stops when dropped.
@@ -229,6 +240,13 @@ impl ApiServer {
     /// Run `f` when the `n`th eviction has been granted (before its answer is sent).
     pub fn on_eviction(&self, n: usize, f: impl FnMut() + Send + 'static) {
         self.state.lock().unwrap().on_eviction = Some((n, Box::new(f)));
+    }
+
+    /// Run `f` when the `n`th `method` request to `path` has been acted on (before its answer
+    /// is sent): a test kills karpctl between two of its writes there.
+    pub fn on_write(&self, method: &str, path: &str, n: usize, f: impl FnMut() + Send + 'static) {
+        self.state.lock().unwrap().on_write =
+            Some(WriteTrigger { method: method.into(), path: path.into(), at: n, seen: 0, fire: Box::new(f) });
     }
 
     /// Every stored object whose path starts with `prefix`.
@@ -401,6 +419,12 @@ async fn serve(stream: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result<(
             st.requests.push(req.clone());
             let out = handle(&mut st, &req);
             reconcile(&mut st);
+            if let Some(t) = st.on_write.as_mut().filter(|t| t.method == req.method && t.path == req.path) {
+                t.seen += 1;
+                if t.seen == t.at {
+                    (t.fire)();
+                }
+            }
             out
         };
         let text = reply.to_string();

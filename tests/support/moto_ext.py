@@ -996,3 +996,97 @@ def _nodegroup_or_404(self):
 
 KarpctlEKSResponse._nodegroup_or_404 = _nodegroup_or_404
 KarpctlEKSResponse.update_nodegroup_config = _validated_update_nodegroup_config
+
+
+# ===========================================================================
+# Self-managed Auto Scaling groups (issue 15, `karpctl migrate`).
+#
+# moto 5.2.1 facts (checked with boto3 against the server):
+# - CreateAutoScalingGroup with a launch template or a mixed instances policy
+#   launches fake EC2 instances (DescribeAutoScalingGroups lists their ids);
+#   DescribeAutoScalingGroups honours tag-key / tag-value / tag:K filters and
+#   pages by NextToken/MaxRecords itself (default 50).
+# - UpdateAutoScalingGroup stores any MinSize/MaxSize/DesiredCapacity; real
+#   Auto Scaling refuses a desired capacity outside [min, max] ("Desired
+#   capacity:D must be between the specified min size:m and max size:M") and
+#   a min above the max ("Max bound, M, must be greater than or equal to min
+#   bound, m"), ValidationError, checked with the group's current values for
+#   what the request leaves out (AWS CLI reference, update-auto-scaling-group;
+#   the messages as AWS returns them, quoted in terraform-provider-aws issues
+#   #4339 and #1209).
+# - CreateOrUpdateTags / DeleteTags on a group that does not exist answer HTTP
+#   500 (a KeyError); real Auto Scaling answers ValidationError. More than 50
+#   tags on a group is stored; real Auto Scaling refuses it with LimitExceeded
+#   ("Tags per Auto Scaling group: 50", Auto Scaling service quotas), and a
+#   key over 128 or a value over 256 characters with ValidationError (API
+#   reference, Tag).
+#
+# What this adds: those refusals, before moto's own handler runs.
+# ===========================================================================
+
+from moto.autoscaling.exceptions import ValidationError as _AsgValidation
+from moto.autoscaling.responses import AutoScalingResponse as _AsgResponse
+
+ASG_TAG_LIMIT = 50
+
+
+def _asg_limit_exceeded(message):
+    # moto serializes only exceptions defined in its own modules (it finds the service by the
+    # class's module): one of its Auto Scaling errors, with Auto Scaling's limit code.
+    err = _AsgValidation(message)
+    err.code = "LimitExceeded"
+    return err
+
+
+def _asg_or_error(self, name):
+    group = self.autoscaling_backend.autoscaling_groups.get(name)
+    if group is None:
+        raise _AsgValidation(f"AutoScalingGroup name not found - AutoScalingGroup '{name}' not found")
+    return group
+
+
+def _validated_update_asg(self):
+    group = _asg_or_error(self, self._get_param("AutoScalingGroupName"))
+    low = self._get_int_param("MinSize")
+    high = self._get_int_param("MaxSize")
+    want = self._get_int_param("DesiredCapacity")
+    low = group.min_size if low is None else low
+    high = group.max_size if high is None else high
+    if low > high:
+        raise _AsgValidation(f"Max bound, {high}, must be greater than or equal to min bound, {low}")
+    if want is not None and not low <= want <= high:
+        raise _AsgValidation(
+            f"Desired capacity:{want} must be between the specified min size:{low} and max size:{high}"
+        )
+    return _update_asg_before(self)
+
+
+def _validated_create_or_update_tags(self):
+    added = {}
+    for tag in self._get_param("Tags", []):
+        key, value = tag.get("Key", ""), tag.get("Value", "") or ""
+        if len(key) > 128 or len(value) > 256:
+            raise _AsgValidation(f"Tag key or value too long: {key[:40]}")
+        added.setdefault(tag["ResourceId"], set()).add(key)
+    for name, keys in added.items():
+        group = _asg_or_error(self, name)
+        total = {t["Key"] for t in group.tags} | keys
+        if len(total) > ASG_TAG_LIMIT:
+            raise _asg_limit_exceeded(
+                f"The number of tags on Auto Scaling group {name} would be {len(total)}, over the limit of {ASG_TAG_LIMIT}"
+            )
+    return _create_or_update_tags_before(self)
+
+
+def _validated_delete_tags(self):
+    for tag in self._get_params().get("Tags", []):
+        _asg_or_error(self, tag["ResourceId"])
+    return _delete_tags_before(self)
+
+
+_update_asg_before = _AsgResponse.update_auto_scaling_group
+_create_or_update_tags_before = _AsgResponse.create_or_update_tags
+_delete_tags_before = _AsgResponse.delete_tags
+_AsgResponse.update_auto_scaling_group = _validated_update_asg
+_AsgResponse.create_or_update_tags = _validated_create_or_update_tags
+_AsgResponse.delete_tags = _validated_delete_tags

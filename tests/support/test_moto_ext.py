@@ -95,6 +95,15 @@ class MotoExtTest(unittest.TestCase):
         self.assertEqual(resp["ResponseMetadata"]["HTTPHeaders"]["x-amzn-errortype"], code)
         return resp
 
+    def assertQueryError(self, code, fn, **kwargs):
+        """An error of a query-protocol service (Auto Scaling): HTTP 400, the code in the XML body
+        (no x-amzn-errortype header, as on AWS)."""
+        with self.assertRaises(ClientError) as ctx:
+            fn(**kwargs)
+        resp = ctx.exception.response
+        self.assertEqual((resp["Error"]["Code"], resp["ResponseMetadata"]["HTTPStatusCode"]), (code, 400))
+        return resp
+
     # -- tests ---------------------------------------------------------------
     def test_raw_cluster_echoes_vpc_access_and_compute_config(self):
         ec2 = self.client("ec2")
@@ -347,6 +356,45 @@ class MotoExtTest(unittest.TestCase):
         update(clusterName="mig", nodegroupName="ng", scalingConfig={"minSize": 0, "maxSize": 1, "desiredSize": 0})
         got = eks.describe_nodegroup(clusterName="mig", nodegroupName="ng")["nodegroup"]["scalingConfig"]
         self.assertEqual(got, {"minSize": 0, "maxSize": 1, "desiredSize": 0})
+
+    # -- issue 15 (migrate): self-managed Auto Scaling groups, strict as AWS ------
+
+    def asg(self, name="workers"):
+        ec2, asg = self.client("ec2"), self.client("autoscaling")
+        lt = ec2.create_launch_template(LaunchTemplateName=name + "-lt",
+                                        LaunchTemplateData={"ImageId": "ami-12c6146b", "InstanceType": "m5.large"})
+        asg.create_auto_scaling_group(
+            AutoScalingGroupName=name, MinSize=1, MaxSize=4, DesiredCapacity=2, AvailabilityZones=[REGION + "a"],
+            LaunchTemplate={"LaunchTemplateId": lt["LaunchTemplate"]["LaunchTemplateId"]},
+            Tags=[{"Key": "kubernetes.io/cluster/mig", "Value": "owned", "PropagateAtLaunch": True}])
+        return asg
+
+    def test_asg_scaling_is_validated_like_auto_scaling(self):
+        asg = self.asg()
+        update = asg.update_auto_scaling_group
+        resp = self.assertQueryError("ValidationError", update, AutoScalingGroupName="workers", DesiredCapacity=5)
+        self.assertEqual(resp["Error"]["Message"],
+                         "Desired capacity:5 must be between the specified min size:1 and max size:4")
+        resp = self.assertQueryError("ValidationError", update, AutoScalingGroupName="workers", MinSize=5)
+        self.assertEqual(resp["Error"]["Message"], "Max bound, 4, must be greater than or equal to min bound, 5")
+        self.assertQueryError("ValidationError", update, AutoScalingGroupName="nope", MinSize=0)
+        update(AutoScalingGroupName="workers", MinSize=0, MaxSize=4, DesiredCapacity=0)
+        got = asg.describe_auto_scaling_groups(AutoScalingGroupNames=["workers"])["AutoScalingGroups"][0]
+        self.assertEqual((got["MinSize"], got["MaxSize"], got["DesiredCapacity"]), (0, 4, 0))
+
+    def test_asg_tags_need_the_group_and_stay_within_the_limit(self):
+        asg = self.asg()
+        tag = lambda k, g="workers": {"ResourceId": g, "ResourceType": "auto-scaling-group", "Key": k,
+                                      "Value": "v", "PropagateAtLaunch": False}
+        self.assertQueryError("ValidationError", asg.create_or_update_tags, Tags=[tag("a", "nope")])
+        self.assertQueryError("ValidationError", asg.delete_tags, Tags=[tag("a", "nope")])
+        self.assertQueryError("ValidationError", asg.create_or_update_tags, Tags=[dict(tag("a"), Value="x" * 257)])
+        asg.create_or_update_tags(Tags=[tag(f"k{i}") for i in range(49)])  # 49 + the cluster tag = 50
+        self.assertQueryError("LimitExceeded", asg.create_or_update_tags, Tags=[tag("one-too-many")])
+        asg.create_or_update_tags(Tags=[tag("k0")])  # rewriting a tag it has adds none
+        asg.delete_tags(Tags=[tag("k0")])
+        keys = {t["Key"] for t in asg.describe_tags()["Tags"]}
+        self.assertNotIn("k0", keys)
 
 
 if __name__ == "__main__":
