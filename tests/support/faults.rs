@@ -312,8 +312,8 @@ pub fn error_response(service: &str, fault: Fault) -> (u16, Vec<(&'static str, S
     };
     let xml = || ("content-type", "text/xml".to_string());
     match service {
-        // awsQuery.
-        "iam" | "sts" => {
+        // awsQuery (Auto Scaling too: its throttling error is `Throttling`, HTTP 400).
+        "iam" | "sts" | "autoscaling" => {
             if throttle {
                 (400, vec![xml()], query_xml("Throttling", "Sender", "Rate exceeded"))
             } else {
