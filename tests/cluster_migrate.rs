@@ -580,8 +580,8 @@ async fn node_groups_made_from_launch_templates_give_their_node_classes_disks_im
     assert!(plan.text.contains("Not carried over as it was"), "{}", plan.text);
 }
 
-/// The self-managed Auto Scaling group of `asg_scenario`, with its instance ids.
-async fn batch_group(env: &Env) -> (Value, Vec<String>) {
+/// The self-managed Auto Scaling group of `asg_scenario`, as Auto Scaling describes it.
+async fn describe_batch(env: &Env) -> aws_sdk_autoscaling::types::AutoScalingGroup {
     let got = env
         .aws
         .autoscaling
@@ -590,7 +590,12 @@ async fn batch_group(env: &Env) -> (Value, Vec<String>) {
         .send()
         .await
         .expect("describe the group");
-    let g = &got.auto_scaling_groups()[0];
+    got.auto_scaling_groups()[0].clone()
+}
+
+/// The self-managed Auto Scaling group of `asg_scenario`, with its instance ids.
+async fn batch_group(env: &Env) -> (Value, Vec<String>) {
+    let g = &describe_batch(env).await;
     let tags: BTreeMap<&str, &str> =
         g.tags().iter().map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())).collect();
     let ids = g.instances().iter().filter_map(|i| i.instance_id()).map(str::to_string).collect();
@@ -706,15 +711,8 @@ async fn a_self_managed_auto_scaling_group_is_planned_migrated_checked_and_rolle
     let class = &resources(&doc, "EC2NodeClass")["mig-batch"];
     assert_eq!(class["amiSelectorTerms"], json!([{"id": "ami-12c6146b"}]));
     assert_eq!(class["amiFamily"], "AL2", "its user data calls bootstrap.sh");
-    let subnets: Vec<String> = env
-        .aws
-        .autoscaling
-        .describe_auto_scaling_groups()
-        .auto_scaling_group_names("mig-batch")
-        .send()
+    let subnets: Vec<String> = describe_batch(&env)
         .await
-        .unwrap()
-        .auto_scaling_groups()[0]
         .vpc_zone_identifier()
         .unwrap()
         .split(',')
