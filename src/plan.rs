@@ -372,6 +372,7 @@ pub async fn apply(cx: &Cx, planned: &[Planned], on_done: &(dyn Fn(&Change) + Sy
         })
         .collect();
     let mut waits = waits_for(&ids, &deps, &wanted);
+    cx.progress.begin();
     let mut started = vec![false; planned.len()];
     let mut running = futures::stream::FuturesUnordered::new();
     let mut failure: Option<Error> = None;

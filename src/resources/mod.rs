@@ -79,6 +79,12 @@ impl Default for Progress {
 }
 
 impl Progress {
+    /// A new apply begins: nothing is created by it yet, and it has not stopped. Without this
+    /// a second apply over the same `Cx` would find the first one's stop and start nothing.
+    pub fn begin(&self) {
+        self.state.send_replace(Created::default());
+    }
+
     /// `id` exists now.
     pub fn created(&self, id: &ResourceId) {
         self.state.send_if_modified(|c| c.ids.insert(id.clone()));
@@ -407,6 +413,22 @@ mod tests {
     use super::*;
     use crate::desired::tests::target;
     use crate::desired::AuthMode;
+
+    #[tokio::test]
+    async fn a_new_apply_forgets_the_last_ones_stop() {
+        let p = Progress::default();
+        let r = role::id("r");
+        p.created(&r);
+        p.stop();
+        p.begin();
+        // The last apply's stop no longer ends this one's waits.
+        let wait = p.wait_created(std::slice::from_ref(&r));
+        let create = async { p.created(&r) };
+        let (seen, ()) = tokio::join!(wait, create);
+        assert!(seen);
+        p.stop();
+        assert!(!p.wait_created(&[role::id("never")]).await);
+    }
     use serde_json::json;
 
     fn cluster() -> ClusterInfo {
