@@ -3,7 +3,7 @@
 //! it never writes anywhere; teardown's order (NodePools, their NodeClaims, the EC2NodeClass,
 //! the releases, then AWS), --keep-crds, --all-nodepools, and an unreachable cluster API.
 
-mod support;
+use crate::support;
 
 use karpctl::Report;
 use serde_json::{json, Value};

@@ -4,7 +4,7 @@
 //! changed version or value upgrades, the wait's failing condition, the aws-auth merge on
 //! CONFIG_MAP clusters, the RBAC preflight, and a foreign release.
 
-mod support;
+use crate::support;
 
 use karpctl::render::yaml_to_json;
 use karpctl::ErrorKind;

@@ -5,7 +5,7 @@
 //! controller's), a spot group `web` (label team=web), an on-demand group `gpu` tainted
 //! dedicated=gpu:NoSchedule, and Cluster Autoscaler in kube-system.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;

@@ -3,7 +3,7 @@
 //! else runs (Cluster Autoscaler, aws-node-termination-handler), a Pending controller, and the
 //! CRDs' own versions.
 
-mod support;
+use crate::support;
 
 use karpctl::ErrorKind;
 use serde_json::json;

@@ -2,10 +2,8 @@
 //! records argv, environment and values file; an in-test API server
 //! (tests/support/apiserver.rs) records every request and keeps objects in memory.
 
-#[path = "support/apiserver.rs"]
-mod apiserver;
-#[path = "support/fake_helm.rs"]
-mod fake_helm;
+use crate::support::apiserver;
+use crate::support::fake_helm;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -4,7 +4,7 @@
 //! `--all-nodepools`), with the controller already gone, and with CRDs helm does not own.
 //! Each ends with no Karpenter CRD, object or node left.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! and the controller and ends with doctor passing; a patch upgrade is chart-only; forbidden
 //! paths and unknown versions are refused before anything is written.
 
-mod support;
+use crate::support;
 
 use karpctl::ErrorKind;
 use serde_json::Value;

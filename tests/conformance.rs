@@ -4,8 +4,7 @@
 //! helm value keys, the CRD set, and the default manifests against that version's CRD schemas.
 //! Skips with a printed reason when the variable is unset; fails when it is set but wrong.
 
-#[path = "support/crd_schema.rs"]
-mod crd_schema;
+use crate::support::crd_schema;
 
 use std::collections::BTreeMap;
 use std::path::Path;

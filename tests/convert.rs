@@ -2,8 +2,7 @@
 //! written out by hand (not produced by the converter), each output also checked against
 //! the reference v1 CRD schemas; then the error cases.
 
-#[path = "support/crd_schema.rs"]
-mod crd_schema;
+use crate::support::crd_schema;
 
 use karpctl::convert::{convert_stream, to_yaml, ConvertError, ConvertOptions};
 use serde::Deserialize;

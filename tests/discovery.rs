@@ -2,7 +2,7 @@
 //! the binary's one-line errors and exit codes, and which subnets get the discovery tag (private
 //! ones, `--subnets`, never another cluster's).
 
-mod support;
+use crate::support;
 
 use karpctl::aws::{Aws, AwsOptions};
 use karpctl::cluster::{self, ClusterAuth};

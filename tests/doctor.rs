@@ -1,7 +1,7 @@
 //! `karpctl doctor` against the emulator: a healthy install passes; breaking exactly one piece
 //! fails exactly the matching check with its hint, and exit code 3. Doctor never writes.
 
-mod support;
+use crate::support;
 
 use karpctl::Report;
 use serde_json::Value;

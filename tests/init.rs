@@ -4,7 +4,7 @@
 //! and the compiled binary (confirmation without a terminal, --emit). Drift repair, foreign
 //! resources and --adopt are in init_drift.rs.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 

@@ -3,7 +3,7 @@
 //! a fresh install and a further run writes nothing. Also IAM's five-version limit, and
 //! resources with karpctl's names that karpctl did not make (blocked, then `--adopt`).
 
-mod support;
+use crate::support;
 
 use aws_sdk_ec2::types::Tag as Ec2Tag;
 use aws_sdk_sqs::types::QueueAttributeName;

@@ -12,7 +12,7 @@
 //! Latency here is small (the benchmark, `benches/perf.rs`, uses a region's 50 ms): these
 //! tests are about outcomes, not time.
 
-mod support;
+use crate::support;
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, Stdio};

@@ -2,7 +2,7 @@
 //! wait on a new NodeClaim's conditions and the pods, the report, and the clean-up on success,
 //! failure and timeout.
 
-mod support;
+use crate::support;
 
 use serde_json::{json, Value};
 use support::apiserver::path_of;

@@ -3,7 +3,7 @@
 //! account with `Env::strict`): the compiled binary, so its stderr (what it waits for) is seen.
 //! Each test failed before karpctl learnt to wait.
 
-mod support;
+use crate::support;
 
 use std::process::Output;
 

@@ -3,7 +3,7 @@
 //! and Karpenter made for this cluster, a second run does nothing, a run stopped midway is
 //! finished by the next, and a deleted cluster is still cleaned up.
 
-mod support;
+use crate::support;
 
 use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
 use karpctl::ErrorKind;

@@ -1,4 +1,4 @@
-//! Test harness shared by every integration test: one moto server per test binary (with
+//! Test harness shared by every integration test: one moto server for the test binary (with
 //! karpctl's EKS extension, `moto_ext.py`), a fresh emulator account per test, a seeded VPC and
 //! EKS cluster, and a recorder of the AWS requests karpctl sends.
 #![allow(dead_code)]
@@ -6,6 +6,7 @@
 #[path = "apiserver.rs"]
 pub mod apiserver;
 pub mod cluster;
+pub mod crd_schema;
 pub mod fake_helm;
 pub mod faults;
 pub mod install;
