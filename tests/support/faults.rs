@@ -138,6 +138,8 @@ pub struct FaultLayer {
     seen: Mutex<HashMap<u64, u64>>,
     writes_done: AtomicUsize,
     trigger: Mutex<Option<(usize, Trigger)>>,
+    /// Set when the trigger fired: the client is dead (see [`FaultLayer::is_cut`]).
+    cut: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for FaultLayer {
@@ -372,6 +374,7 @@ impl FaultLayer {
             seen: Mutex::default(),
             writes_done: AtomicUsize::new(0),
             trigger: Mutex::default(),
+            cut: Default::default(),
         })
     }
 
@@ -422,9 +425,18 @@ impl FaultLayer {
         let mut trigger = self.trigger.lock().unwrap();
         if trigger.as_ref().is_some_and(|(at, _)| n >= *at) {
             if let Some((_, fire)) = trigger.take() {
+                self.cut.store(true, Ordering::SeqCst);
                 fire();
             }
         }
+    }
+
+    /// Whether the trigger has fired: from then on a request still on its way is lost with the
+    /// killed client's connection instead of reaching the emulator. Without it, how many of a
+    /// concurrent walk's writes were already in flight at the kill (all of them, on a busy
+    /// machine) decided whether a "kill halfway" test killed anything halfway.
+    pub fn is_cut(&self) -> bool {
+        self.cut.load(Ordering::SeqCst)
     }
 
     /// How many writes the emulator has acted on so far (counted as they happen; the record
@@ -540,6 +552,7 @@ impl HttpConnector for FaultyConnector {
             let back = layer.config.latency - there;
             tokio::time::sleep(there).await;
             let result = match fault {
+                _ if layer.is_cut() => Err(ConnectorError::io("the client was killed (injected)".into())),
                 Some(Fault::Reset) => Err(ConnectorError::io("connection reset (injected)".into())),
                 Some(f @ (Fault::Throttle | Fault::Unavailable)) => {
                     tokio::time::sleep(back).await;
