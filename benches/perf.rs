@@ -11,7 +11,7 @@
 //! Under `cargo test` (no `--bench` argument) it runs twice, at a latency long enough that the
 //! emulator's own time rarely blurs which request waited for which, and checks the round-trip
 //! budgets (counts, never times; the fewest over the runs): fresh init at most 5 sequential
-//! round trips, the no-op re-run and doctor at most 3 and no writes, teardown at most 5.
+//! round trips, the no-op re-run and doctor at most 2 and no writes, teardown at most 5.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -118,8 +118,8 @@ fn print_requests(phase: &str, log: &[support::faults::Exchange]) {
 async fn measure(runs: usize, latency: Duration, requests: bool) -> Vec<Phase> {
     let mut phases = vec![
         Phase::new("fresh init (AWS side)", "<= 5 sequential", Some((5, true))),
-        Phase::new("no-op re-run", "<= 2 sequential asked, 0 mutating", Some((3, false))),
-        Phase::new("doctor --only aws", "<= 3 sequential", Some((3, false))),
+        Phase::new("no-op re-run", "<= 2 sequential, 0 mutating", Some((2, false))),
+        Phase::new("doctor --only aws", "<= 3 sequential", Some((2, false))),
         Phase::new("teardown", "<= 6 sequential", Some((5, true))),
     ];
     let emit = tempfile::tempdir().expect("temp dir");

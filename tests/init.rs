@@ -9,6 +9,7 @@ use crate::support;
 use std::collections::BTreeMap;
 
 use karpctl::desired::AuthMode;
+use karpctl::resources::managed_policy::{version_record, VERSION_TAG};
 use karpctl::resources::policy_eq;
 use karpctl::ErrorKind;
 use serde_json::{json, Value};
@@ -236,7 +237,11 @@ async fn fresh_init_creates_exactly_the_expected_set_with_the_rendered_content()
         let got = policy_document(&env, &arn).await;
         assert!(policy_eq(&got, doc), "{name}: {got}");
         let p = env.aws.iam.get_policy().policy_arn(&arn).send().await.unwrap();
-        assert_eq!(iam_tags(p.policy().unwrap().tags()), owned, "{name}");
+        // Ownership, and the record of the version karpctl wrote (read by the next run instead
+        // of the document).
+        let mut tags = owned.clone();
+        tags.insert(VERSION_TAG.to_string(), version_record("v1", &doc.to_string()));
+        assert_eq!(iam_tags(p.policy().unwrap().tags()), tags, "{name}");
     }
     let iam_integration = policy_document(&env, &d.policy_arn("KarpenterControllerIAMIntegrationPolicy-demo")).await;
     let pass_role = iam_integration["Statement"]

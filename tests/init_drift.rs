@@ -175,7 +175,8 @@ async fn a_policy_document_edited_in_the_console_is_restored_as_a_new_default_ve
         "iam-policy/KarpenterControllerNodeLifecyclePolicy-demo",
         "update",
         "policy document differs",
-        &["CreatePolicyVersion"],
+        // The new version, then its record on the policy (managed_policy::VERSION_TAG).
+        &["CreatePolicyVersion", "TagPolicy"],
     )
     .await;
     assert_eq!(policy_versions(&env, &arn).await, [("v1".into(), false), ("v2".into(), false), ("v3".into(), true)]);
@@ -211,7 +212,7 @@ async fn after_five_edits_the_oldest_non_default_version_makes_room() {
         "iam-policy/KarpenterControllerNodeLifecyclePolicy-demo",
         "update",
         "policy document differs",
-        &["CreatePolicyVersion", "DeletePolicyVersion"],
+        &["CreatePolicyVersion", "DeletePolicyVersion", "TagPolicy"],
     )
     .await;
     assert_eq!(policy_versions(&env, &arn).await, versions(&["v3", "v4", "v5", "v6", "v7"], "v7"));
@@ -230,7 +231,7 @@ async fn the_oldest_version_stays_when_it_is_the_default() {
         "iam-policy/KarpenterControllerNodeLifecyclePolicy-demo",
         "update",
         "policy document differs",
-        &["CreatePolicyVersion", "DeletePolicyVersion"],
+        &["CreatePolicyVersion", "DeletePolicyVersion", "TagPolicy"],
     )
     .await;
     let ids: Vec<String> = policy_versions(&env, &arn).await.into_iter().map(|(v, _)| v).collect();

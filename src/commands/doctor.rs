@@ -38,7 +38,7 @@ pub async fn run(g: &GlobalArgs, a: &DoctorArgs, hooks: &Hooks) -> Result<Report
 /// Observe and judge every piece of the install.
 pub async fn check(s: &DoctorSettings, hooks: &Hooks) -> Result<Report> {
     let opts = &s.install;
-    let session = Session::open(&s.common, hooks, IfGone::Fail).await?;
+    let session = Session::open(&s.common, hooks, IfGone::Fail, Some(&s.install)).await?;
     let mut checks = cluster_checks(&session.cluster);
     let desired = super::session::desired(opts.target_for(&session.cluster))?;
     let cluster_side = match s.only {

@@ -35,7 +35,7 @@ pub async fn run(g: &GlobalArgs, a: &InitArgs, hooks: &Hooks) -> Result<Report> 
 pub(crate) async fn walk(s: &InitSettings, hooks: &Hooks, walk: Walk) -> Result<Report> {
     // Everything the user typed was checked (InitSettings) before this first AWS call.
     let opts = &s.install;
-    let session = Session::open(&s.common, hooks, IfGone::Fail).await?;
+    let session = Session::open(&s.common, hooks, IfGone::Fail, Some(&s.install)).await?;
     let info = &session.cluster;
     if let Some(w) = info.require_installable()? {
         output::warn(&w);

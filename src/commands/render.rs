@@ -33,7 +33,7 @@ pub async fn document(a: &RenderSettings, hooks: &Hooks) -> Result<Report> {
         }
         RenderSource::Cluster(aws) => {
             let common = Common { cluster: a.cluster.clone(), aws: aws.clone(), yes: false };
-            let session = Session::open(&common, hooks, IfGone::Fail).await?;
+            let session = Session::open(&common, hooks, IfGone::Fail, None).await?;
             let mut t = opts.target_for(&session.cluster);
             if a.issuer.is_some() {
                 t.issuer = a.issuer.clone();

@@ -11,8 +11,9 @@ use crate::helm::{self, ExtraValues};
 use crate::kube::{Access, Kube};
 use crate::output;
 use crate::render::Documents;
+use crate::resources::early::Early;
 use crate::resources::{ClusterApi, ClusterSide, Cx};
-use crate::settings::{ClusterAccess, Common};
+use crate::settings::{ClusterAccess, Common, InstallOptions};
 
 /// AWS and the cluster a command works on.
 #[derive(Debug)]
@@ -21,6 +22,8 @@ pub struct Session {
     pub aws: Aws,
     /// The discovered cluster (or, for teardown, what is left of it).
     pub cluster: ClusterInfo,
+    /// The first reads started beside discovery.
+    early: Early,
 }
 
 /// What to do when the cluster does not exist.
@@ -34,9 +37,18 @@ pub enum IfGone {
 
 impl Session {
     /// Connect to AWS and discover the cluster.
-    pub async fn open(common: &Common, hooks: &Hooks, if_gone: IfGone) -> Result<Self> {
+    ///
+    /// With `install`, the first reads of what that install has start now, beside discovery
+    /// ([`Early`]): a command that observes the install's resources passes it.
+    pub async fn open(
+        common: &Common,
+        hooks: &Hooks,
+        if_gone: IfGone,
+        install: Option<&InstallOptions>,
+    ) -> Result<Self> {
         let aws = Aws::connect(&common.aws, hooks).await?;
         let name = &common.cluster;
+        let early = install.map(|opts| Early::start(&aws, name, opts)).unwrap_or_default();
         let cluster = match cluster::discover(&aws, name).await {
             Ok(info) => info,
             Err(e) if e.kind == ErrorKind::NotFound && if_gone == IfGone::AwsOnly => {
@@ -48,7 +60,7 @@ impl Session {
             }
             Err(e) => return Err(e),
         };
-        Ok(Session { aws, cluster })
+        Ok(Session { aws, cluster, early })
     }
 
     /// Reach the cluster: helm (required when `need_helm`), the API client, and a preflight of
@@ -79,7 +91,8 @@ impl Session {
     /// What every resource needs, for this desired state.
     pub fn cx(self, desired: Desired, cluster_side: ClusterSide) -> Result<Cx> {
         let docs = Documents::render(&desired)?;
-        Ok(Cx { aws: self.aws, desired, docs, cluster: self.cluster, cluster_side, progress: Default::default() })
+        let (aws, cluster, early) = (self.aws, self.cluster, self.early);
+        Ok(Cx { aws, desired, docs, cluster, cluster_side, progress: Default::default(), early })
     }
 }
 

@@ -35,7 +35,7 @@ pub async fn run(g: &GlobalArgs, a: &TeardownArgs, hooks: &Hooks) -> Result<Repo
 /// Remove what karpctl made for the cluster, and Karpenter's leftovers.
 pub async fn remove(a: &TeardownSettings, hooks: &Hooks) -> Result<Report> {
     let opts = &a.install;
-    let session = Session::open(&a.common, hooks, IfGone::AwsOnly).await?;
+    let session = Session::open(&a.common, hooks, IfGone::AwsOnly, None).await?;
     let info = &session.cluster;
     if let Some(w) = info.exists().then(|| info.require_usable()).transpose()?.flatten() {
         output::warn(&w);

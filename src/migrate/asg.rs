@@ -55,9 +55,9 @@ pub async fn groups(aws: &Aws, cluster: &str) -> Result<Vec<NodeGroup>> {
         let page = page.map_err(|e| Error::aws(WHAT, "autoscaling:DescribeAutoScalingGroups", e))?;
         found.extend(page.auto_scaling_groups().iter().cloned());
     }
-    let mut out = Vec::new();
-    for a in found {
-        let Some(mut g) = from_sdk(&a, cluster) else { continue };
+    // Each group's launch template beside the others'.
+    let groups = found.iter().map(|a| async move {
+        let Some(mut g) = from_sdk(a, cluster) else { return Ok(None) };
         let mixed = a.mixed_instances_policy();
         let spec = a
             .launch_template()
@@ -83,8 +83,9 @@ pub async fn groups(aws: &Aws, cluster: &str) -> Result<Vec<NodeGroup>> {
         }
         g.launch_template = spec.launch_template_name().or(spec.launch_template_id()).map(str::to_string);
         g.template = t;
-        out.push(g);
-    }
+        Ok(Some(g))
+    });
+    let mut out: Vec<NodeGroup> = futures::future::try_join_all(groups).await?.into_iter().flatten().collect();
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
 }

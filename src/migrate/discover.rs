@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::record;
 use super::{Scaling, NODEGROUP_LABEL};
 use crate::aws::Aws;
-use crate::error::{AwsContext, Result};
+use crate::error::{AwsContext, Error, Result};
 use crate::kube::survey::workloads_running;
 use crate::kube::Kube;
 
@@ -145,8 +145,12 @@ pub const AUTOSCALER_IMAGE: &str = "cluster-autoscaler";
 /// The cluster's node groups: the managed ones by name, then the self-managed Auto Scaling
 /// groups by name.
 pub async fn node_groups(aws: &Aws, cluster: &str) -> Result<Vec<NodeGroup>> {
-    let mut out = managed_groups(aws, cluster).await?;
-    out.extend(super::asg::groups(aws, cluster).await?);
+    // Managed and self-managed groups at once, and each group's reads beside the others': doctor
+    // runs this on every cluster, and one group after another made it a chain of round trips
+    // as long as the cluster has groups.
+    let (managed, own) = tokio::join!(managed_groups(aws, cluster), super::asg::groups(aws, cluster));
+    let mut out = managed?;
+    out.extend(own?);
     Ok(out)
 }
 
@@ -159,25 +163,23 @@ async fn managed_groups(aws: &Aws, cluster: &str) -> Result<Vec<NodeGroup>> {
         names.extend(page.nodegroups().iter().cloned());
     }
     names.sort();
-    let mut out = Vec::new();
-    for name in names {
+    let groups = names.iter().map(|name| async move {
         let got = aws
             .eks
             .describe_nodegroup()
             .cluster_name(cluster)
-            .nodegroup_name(&name)
+            .nodegroup_name(name)
             .send()
             .await
             .or_aws(format!("failed to read node group {name}"), "eks:DescribeNodegroup")?;
-        if let Some(g) = got.nodegroup() {
-            let mut group = from_sdk(g);
-            if let Some(spec) = g.launch_template() {
-                group.template = super::template::read(aws, &spec.into()).await?;
-            }
-            out.push(group);
+        let Some(g) = got.nodegroup() else { return Ok(None) };
+        let mut group = from_sdk(g);
+        if let Some(spec) = g.launch_template() {
+            group.template = super::template::read(aws, &spec.into()).await?;
         }
-    }
-    Ok(out)
+        Ok::<_, Error>(Some(group))
+    });
+    Ok(futures::future::try_join_all(groups).await?.into_iter().flatten().collect())
 }
 
 fn from_sdk(g: &aws_sdk_eks::types::Nodegroup) -> NodeGroup {

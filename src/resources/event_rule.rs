@@ -2,6 +2,7 @@
 //! rebalance, state change, scheduled change, capacity reservation) to the queue.
 
 use async_trait::async_trait;
+use aws_sdk_eventbridge::operation::describe_rule::DescribeRuleOutput;
 use aws_sdk_eventbridge::operation::list_targets_by_rule::ListTargetsByRuleError;
 use aws_sdk_eventbridge::types::{RuleState, Tag, Target};
 use serde_json::Value;
@@ -121,6 +122,13 @@ impl EventRule {
     }
 }
 
+/// The rule `name`, None when there is none: the first read of its observation, which the
+/// session starts beside discovery ([`super::early`]).
+pub async fn describe(events: &aws_sdk_eventbridge::Client, name: &str) -> Result<Option<DescribeRuleOutput>> {
+    let got = events.describe_rule().name(name).send().await;
+    got.or_aws(format!("failed to read EventBridge rule {name}"), "events:DescribeRule").found()
+}
+
 #[async_trait]
 impl Resource for EventRule {
     type Facts = Facts;
@@ -151,13 +159,8 @@ impl Resource for EventRule {
 
     async fn observe(&self, cx: &Cx) -> Result<Observed<Facts>> {
         let ev = &cx.aws.events;
-        let rule = ev
-            .describe_rule()
-            .name(&self.name)
-            .send()
-            .await
-            .or_aws(format!("failed to read EventBridge rule {}", self.name), "events:DescribeRule");
-        let Some(rule) = rule.found()? else { return Ok(Observed::absent()) };
+        let rule = cx.early.rule.take_or(&self.name, || describe(ev, &self.name)).await?;
+        let Some(rule) = rule else { return Ok(Observed::absent()) };
         let arn = rule.arn().unwrap_or_default().to_string();
         let (targets, tags) = tokio::join!(self.targets(cx), ev.list_tags_for_resource().resource_arn(&arn).send());
         let targets =

@@ -1,7 +1,16 @@
 //! One of the six controller policies (`KarpenterController<Part>Policy-C`): a customer managed
 //! policy whose default version must equal the rendered document.
+//!
+//! Reading a policy's document takes two round trips (`GetPolicy` for the default version's id,
+//! then `GetPolicyVersion`), which made every no-op run three long. karpctl records on the
+//! policy, in the tag [`VERSION_TAG`], which version it wrote and the SHA-256 of that document.
+//! IAM policy versions are immutable, so when the default version is still the recorded one
+//! and the recorded hash is the wanted document's, the document is the wanted one: `GetPolicy`
+//! alone tells. Any other case (another default version, a new document, no record: a policy
+//! made by hand or by an older karpctl) reads the version as before.
 
 use async_trait::async_trait;
+use sha2::{Digest, Sha256};
 
 use super::ignore_gone;
 use super::{iam_owned, iam_tags, parse_policy, policy_eq, Cx, Drift, Kind, Observed, Resource, ResourceId};
@@ -13,6 +22,17 @@ use crate::retry::{classify, patiently};
 
 /// IAM keeps at most five versions of a managed policy.
 const MAX_VERSIONS: usize = 5;
+
+/// The tag recording which version of the policy karpctl wrote, and its document's hash.
+pub const VERSION_TAG: &str = "karpctl.io/policy-version";
+
+/// The record [`VERSION_TAG`] holds for `document` written as `version`: `v3:<sha256 hex>`
+/// (public for the tests that check what karpctl recorded).
+pub fn version_record(version: &str, document: &str) -> String {
+    let digest = Sha256::digest(document.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{version}:{hex}")
+}
 
 /// A controller managed policy.
 #[derive(Debug, Clone)]
@@ -106,6 +126,11 @@ impl Resource for ManagedPolicy {
         let policy = got.policy();
         let owned = policy.is_some_and(|p| iam_owned(&cx.desired, p.tags()));
         let version = policy.and_then(|p| p.default_version_id()).unwrap_or("v1");
+        let doc = self.document(cx)?;
+        let recorded = policy.and_then(|p| p.tags().iter().find(|t| t.key() == VERSION_TAG)).map(|t| t.value());
+        if recorded == Some(version_record(version, &doc).as_str()) {
+            return Ok(Observed::present(owned, Vec::new(), Facts { document_differs: false }));
+        }
         let v = iam
             .get_policy_version()
             .policy_arn(&self.arn)
@@ -117,7 +142,7 @@ impl Resource for ManagedPolicy {
             Some(doc) => Some(parse_policy(doc)?),
             None => None,
         };
-        let desired: serde_json::Value = serde_json::from_str(&self.document(cx)?)
+        let desired: serde_json::Value = serde_json::from_str(&doc)
             .map_err(|e| Error::new(ErrorKind::Render, "rendered policy is not JSON").with_cause(e.to_string()))?;
         let document_differs = !current.as_ref().is_some_and(|c| policy_eq(c, &desired));
         let drift = if document_differs {
@@ -143,6 +168,8 @@ impl Resource for ManagedPolicy {
                 .policy_document(&doc)
                 .description("Karpenter controller permissions (managed by karpctl)")
                 .set_tags(Some(iam_tags(&cx.desired)?))
+                // A new policy's first version is always v1.
+                .tags(record_tag(&version_record("v1", &doc))?)
                 .send()
                 .await
                 .or_aws(format!("failed to create IAM policy {}", self.name), "iam:CreatePolicy")?;
@@ -150,13 +177,19 @@ impl Resource for ManagedPolicy {
         };
         if f.document_differs {
             self.prune_versions(cx).await?;
-            iam.create_policy_version()
+            let made = iam
+                .create_policy_version()
                 .policy_arn(&self.arn)
                 .policy_document(&doc)
                 .set_as_default(true)
                 .send()
                 .await
                 .or_aws(format!("failed to update IAM policy {}", self.name), "iam:CreatePolicyVersion")?;
+            // Without the record the next run reads the version again: slower, never wrong.
+            if let Some(version) = made.policy_version().and_then(|v| v.version_id()) {
+                let r = iam.tag_policy().policy_arn(&self.arn).tags(record_tag(&version_record(version, &doc))?).send();
+                r.await.or_aws(format!("failed to tag IAM policy {}", self.name), "iam:TagPolicy")?;
+            }
         }
         Ok(())
     }
@@ -177,6 +210,15 @@ impl Resource for ManagedPolicy {
             other => other,
         }
     }
+}
+
+/// The [`VERSION_TAG`] tag holding `record`.
+fn record_tag(record: &str) -> Result<aws_sdk_iam::types::Tag> {
+    aws_sdk_iam::types::Tag::builder()
+        .key(VERSION_TAG)
+        .value(record)
+        .build()
+        .map_err(|e| Error::new(ErrorKind::Render, "failed to build an IAM tag").with_cause(e.to_string()))
 }
 
 impl ManagedPolicy {
@@ -226,5 +268,21 @@ impl ManagedPolicy {
             }));
         }
         futures::future::try_join_all(calls).await.map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_record_names_the_version_and_the_documents_hash() {
+        let r = version_record("v3", "{}");
+        assert_eq!(r, "v3:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a");
+        // Another document or another version is another record.
+        assert_ne!(version_record("v3", "{ }"), r);
+        assert_ne!(version_record("v4", "{}"), r);
+        // Within IAM's limit for a tag value (256), and only characters IAM allows in one.
+        assert!(r.len() <= 256 && r.chars().all(|c| c.is_ascii_alphanumeric() || c == ':'));
     }
 }

@@ -5,6 +5,7 @@
 pub mod access_entry;
 pub mod aws_auth;
 pub mod discovery_tags;
+pub mod early;
 pub mod event_rule;
 pub mod helm_release;
 pub mod id;
@@ -52,6 +53,8 @@ pub struct Cx {
     pub cluster_side: ClusterSide,
     /// Which resources an apply has created so far ([`Progress`]).
     pub progress: Progress,
+    /// The first reads started beside discovery ([`early::Early`]).
+    pub early: early::Early,
 }
 
 /// Which resources of the running apply exist by now. A resource whose create is one call of

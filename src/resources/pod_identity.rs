@@ -42,6 +42,24 @@ impl PodIdentityAssociation {
     }
 }
 
+/// The id of the controller's association in `namespace` of `cluster`, None when there is
+/// none: the first read of its observation, which the session starts beside discovery
+/// ([`super::early`]).
+pub async fn association_id(eks: &aws_sdk_eks::Client, cluster: &str, namespace: &str) -> Result<Option<String>> {
+    let list = eks
+        .list_pod_identity_associations()
+        .cluster_name(cluster)
+        .namespace(namespace)
+        .service_account(SERVICE_ACCOUNT)
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .or_aws("failed to list Pod Identity associations", "eks:ListPodIdentityAssociations")?;
+    Ok(list.first().and_then(|a| a.association_id()).map(str::to_string))
+}
+
 #[async_trait]
 impl Resource for PodIdentityAssociation {
     type Facts = Facts;
@@ -72,24 +90,14 @@ impl Resource for PodIdentityAssociation {
             return Ok(Observed::absent());
         }
         let eks = &cx.aws.eks;
-        let list = eks
-            .list_pod_identity_associations()
-            .cluster_name(&cx.cluster.name)
-            .namespace(&self.namespace)
-            .service_account(SERVICE_ACCOUNT)
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .or_aws("failed to list Pod Identity associations", "eks:ListPodIdentityAssociations")?;
-        let Some(id) = list.first().and_then(|a| a.association_id()) else {
-            return Ok(Observed::absent());
-        };
+        let cluster = &cx.cluster.name;
+        let id =
+            cx.early.pod_identity.take_or(&self.namespace, || association_id(eks, cluster, &self.namespace)).await?;
+        let Some(id) = id else { return Ok(Observed::absent()) };
         let got = eks
             .describe_pod_identity_association()
             .cluster_name(&cx.cluster.name)
-            .association_id(id)
+            .association_id(&id)
             .send()
             .await
             .or_aws("failed to read the Pod Identity association", "eks:DescribePodIdentityAssociation")?;
@@ -101,8 +109,7 @@ impl Resource for PodIdentityAssociation {
             Vec::new()
         };
         let owned = cx.desired.owns_map(a.tags());
-        let facts =
-            Facts { id: id.to_string(), arn: a.association_arn().unwrap_or_default().to_string(), role_differs };
+        let facts = Facts { id, arn: a.association_arn().unwrap_or_default().to_string(), role_differs };
         Ok(Observed::present(owned, drift, facts))
     }
 

@@ -51,6 +51,14 @@ impl Queue {
     }
 }
 
+/// The URL of the queue `name`, None when there is none: the first read of its observation,
+/// which the session starts beside discovery ([`super::early`]).
+pub async fn url(sqs: &aws_sdk_sqs::Client, name: &str) -> Result<Option<String>> {
+    let got = sqs.get_queue_url().queue_name(name).send().await;
+    let got = got.or_aws(format!("failed to look up SQS queue {name}"), "sqs:GetQueueUrl").found()?;
+    Ok(got.map(|u| u.queue_url().unwrap_or_default().to_string()))
+}
+
 #[async_trait]
 impl Resource for Queue {
     type Facts = Facts;
@@ -71,14 +79,8 @@ impl Resource for Queue {
 
     async fn observe(&self, cx: &Cx) -> Result<Observed<Facts>> {
         let sqs = &cx.aws.sqs;
-        let url = sqs
-            .get_queue_url()
-            .queue_name(&self.name)
-            .send()
-            .await
-            .or_aws(format!("failed to look up SQS queue {}", self.name), "sqs:GetQueueUrl");
-        let Some(url) = url.found()? else { return Ok(Observed::absent()) };
-        let url = url.queue_url().unwrap_or_default().to_string();
+        let url = cx.early.queue_url.take_or(&self.name, || url(sqs, &self.name)).await?;
+        let Some(url) = url else { return Ok(Observed::absent()) };
         let (attrs, tags) = tokio::join!(
             sqs.get_queue_attributes().queue_url(&url).attribute_names(QueueAttributeName::All).send(),
             sqs.list_queue_tags().queue_url(&url).send()

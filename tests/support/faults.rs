@@ -137,6 +137,7 @@ pub struct FaultLayer {
     log: Mutex<Vec<Exchange>>,
     seen: Mutex<HashMap<u64, u64>>,
     writes_done: AtomicUsize,
+    writes_sent: AtomicUsize,
     trigger: Mutex<Option<(usize, Trigger)>>,
     /// Set when the trigger fired: the client is dead (see [`FaultLayer::is_cut`]).
     cut: std::sync::atomic::AtomicBool,
@@ -373,6 +374,7 @@ impl FaultLayer {
             log: Mutex::default(),
             seen: Mutex::default(),
             writes_done: AtomicUsize::new(0),
+            writes_sent: AtomicUsize::new(0),
             trigger: Mutex::default(),
             cut: Default::default(),
         })
@@ -419,22 +421,36 @@ impl FaultLayer {
         self.log.lock().unwrap().push(exchange);
     }
 
-    /// Count a write the emulator has acted on, and fire the trigger when its count is reached.
+    /// Count a write the emulator has acted on.
     pub fn write_done(&self) {
-        let n = self.writes_done.fetch_add(1, Ordering::SeqCst) + 1;
+        self.writes_done.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Whether a request may go on to the emulator now: not once the client is cut off
+    /// ([`FaultLayer::is_cut`]). A write is counted as it goes; the one that reaches the
+    /// trigger's count goes, and fires it.
+    pub fn admit(&self, mutating: bool) -> bool {
         let mut trigger = self.trigger.lock().unwrap();
-        if trigger.as_ref().is_some_and(|(at, _)| n >= *at) {
-            if let Some((_, fire)) = trigger.take() {
-                self.cut.store(true, Ordering::SeqCst);
-                fire();
+        if self.is_cut() {
+            return false;
+        }
+        if mutating {
+            let n = self.writes_sent.fetch_add(1, Ordering::SeqCst) + 1;
+            if trigger.as_ref().is_some_and(|(at, _)| n >= *at) {
+                if let Some((_, fire)) = trigger.take() {
+                    self.cut.store(true, Ordering::SeqCst);
+                    fire();
+                }
             }
         }
+        true
     }
 
     /// Whether the trigger has fired: from then on a request still on its way is lost with the
-    /// killed client's connection instead of reaching the emulator. Without it, how many of a
-    /// concurrent walk's writes were already in flight at the kill (all of them, on a busy
-    /// machine) decided whether a "kill halfway" test killed anything halfway.
+    /// killed client's connection instead of reaching the emulator, so exactly the trigger's
+    /// count of writes reaches it. Before, the writes a concurrent walk had in flight at the
+    /// kill still landed, and on a busy machine that was all of them: a "kill halfway" test then
+    /// killed nothing halfway.
     pub fn is_cut(&self) -> bool {
         self.cut.load(Ordering::SeqCst)
     }
@@ -445,8 +461,9 @@ impl FaultLayer {
         self.writes_done.load(Ordering::SeqCst)
     }
 
-    /// Call `fire` once, as soon as the emulator has acted on `n` mutating requests (and before
-    /// the client hears about the nth): the SIGKILL tests kill karpctl there.
+    /// Call `fire` once, as the nth mutating request goes to the emulator (before the client
+    /// hears about it); no request goes after it ([`FaultLayer::is_cut`]): the SIGKILL tests
+    /// kill karpctl there.
     pub fn on_writes(&self, n: usize, fire: impl FnOnce() + Send + 'static) {
         *self.trigger.lock().unwrap() = Some((n, Box::new(fire)));
     }
@@ -552,7 +569,7 @@ impl HttpConnector for FaultyConnector {
             let back = layer.config.latency - there;
             tokio::time::sleep(there).await;
             let result = match fault {
-                _ if layer.is_cut() => Err(ConnectorError::io("the client was killed (injected)".into())),
+                _ if !layer.admit(id.mutating()) => Err(ConnectorError::io("the client was killed (injected)".into())),
                 Some(Fault::Reset) => Err(ConnectorError::io("connection reset (injected)".into())),
                 Some(f @ (Fault::Throttle | Fault::Unavailable)) => {
                     tokio::time::sleep(back).await;

@@ -206,7 +206,7 @@ async fn serve(socket: TcpStream, layer: Arc<FaultLayer>, upstream: String, acco
         };
         let reply = match fault {
             // The client was killed (`FaultLayer::is_cut`): what it had on the way is lost.
-            _ if layer.is_cut() => None,
+            _ if !layer.admit(id.mutating()) => None,
             Some(Fault::Reset) => None,
             Some(f @ (Fault::Throttle | Fault::Unavailable)) => {
                 let (status, headers, body) = error_response(&id.service, f);
