@@ -7,6 +7,7 @@ use crate::support;
 
 use aws_sdk_ec2::types::Tag as Ec2Tag;
 use aws_sdk_sqs::types::QueueAttributeName;
+use karpctl::resources::managed_policy::{version_record, VERSION_TAG};
 use karpctl::resources::policy_eq;
 use karpctl::ErrorKind;
 use serde_json::{json, Value};
@@ -444,6 +445,39 @@ async fn a_foreign_role_blocks_init_and_adopt_takes_it_over() {
     let again = env.run(INIT).await.unwrap();
     assert_eq!(pending(&again), Vec::<(String, String)>::new());
     assert_eq!(env.recorder.writes().len(), 0, "{:?}", env.recorder.writes());
+}
+
+#[tokio::test]
+async fn an_adopted_policy_with_the_wanted_document_gets_its_record_and_is_not_read_again() {
+    let env = Env::new().await;
+    let seeded = env.seed_cluster("demo", Some("API_AND_CONFIG_MAP")).await;
+    let (d, docs) = render(target(&env, "demo").await);
+    let (_, name, doc) = &docs.policies[0];
+    // Made by hand with exactly the document karpctl wants, and no tags.
+    env.aws.iam.create_policy().policy_name(name).policy_document(doc.to_string()).send().await.unwrap();
+    let err = env.run(INIT).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Foreign);
+    assert!(err.message.contains(&format!("iam-policy/{name}")), "{}", err.message);
+
+    let report = env.run(&["init", "-c", "demo", "--yes", "--adopt"]).await.unwrap();
+    assert!(changes(&report).contains(&(format!("iam-policy/{name}"), "adopt".into())));
+    // Ownership and, the document being the wanted one, the record of its version.
+    let got = env.aws.iam.get_policy().policy_arn(d.policy_arn(name)).send().await.unwrap();
+    let mut tags = ownership("demo");
+    tags.insert(VERSION_TAG.to_string(), version_record("v1", &doc.to_string()));
+    assert_eq!(iam_tags(got.policy().unwrap().tags()), tags);
+    let clean = Env::new().await;
+    let clean_seeded = clean.seed_cluster("demo", Some("API_AND_CONFIG_MAP")).await;
+    clean.run(INIT).await.unwrap();
+    assert_eq!(snapshot(&env, &seeded).await, snapshot(&clean, &clean_seeded).await);
+
+    // The record answers for the document: the next run reads no policy version at all.
+    env.recorder.clear();
+    let again = env.run(INIT).await.unwrap();
+    assert_eq!(pending(&again), Vec::<(String, String)>::new());
+    let calls: Vec<String> = env.recorder.calls().into_iter().map(|c| c.operation).collect();
+    assert!(!calls.iter().any(|c| c == "GetPolicyVersion"), "{calls:?}");
+    assert!(calls.iter().any(|c| c == "GetPolicy"), "{calls:?}");
 }
 
 #[tokio::test]

@@ -45,6 +45,9 @@ pub struct ManagedPolicy {
 #[derive(Debug)]
 pub struct Facts {
     document_differs: bool,
+    /// The record to write when adopting: the document was read and found as wanted, but no
+    /// record said so (a policy karpctl did not make).
+    unrecorded: Option<String>,
 }
 
 /// The id of the policy `name`.
@@ -129,7 +132,7 @@ impl Resource for ManagedPolicy {
         let doc = self.document(cx)?;
         let recorded = policy.and_then(|p| p.tags().iter().find(|t| t.key() == VERSION_TAG)).map(|t| t.value());
         if recorded == Some(version_record(version, &doc).as_str()) {
-            return Ok(Observed::present(owned, Vec::new(), Facts { document_differs: false }));
+            return Ok(Observed::present(owned, Vec::new(), Facts { document_differs: false, unrecorded: None }));
         }
         let v = iam
             .get_policy_version()
@@ -151,11 +154,16 @@ impl Resource for ManagedPolicy {
         } else {
             Vec::new()
         };
-        Ok(Observed::present(owned, drift, Facts { document_differs }))
+        let unrecorded = (!document_differs).then(|| version_record(version, &doc));
+        Ok(Observed::present(owned, drift, Facts { document_differs, unrecorded }))
     }
 
-    async fn tag(&self, cx: &Cx, _facts: &Facts) -> Result<()> {
-        let r = cx.aws.iam.tag_policy().policy_arn(&self.arn).set_tags(Some(iam_tags(&cx.desired)?)).send().await;
+    async fn tag(&self, cx: &Cx, facts: &Facts) -> Result<()> {
+        // An adopted policy whose document is already the wanted one gets its record with the
+        // ownership tags, so the next run need not read its document.
+        let record = facts.unrecorded.as_deref().map(record_tag).transpose()?;
+        let tags = iam_tags(&cx.desired)?.into_iter().chain(record).collect();
+        let r = cx.aws.iam.tag_policy().policy_arn(&self.arn).set_tags(Some(tags)).send().await;
         r.map(|_| ()).or_aws(format!("failed to tag IAM policy {}", self.name), "iam:TagPolicy")
     }
 
