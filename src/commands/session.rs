@@ -92,7 +92,16 @@ impl Session {
     pub fn cx(self, desired: Desired, cluster_side: ClusterSide) -> Result<Cx> {
         let docs = Documents::render(&desired)?;
         let (aws, cluster, early) = (self.aws, self.cluster, self.early);
-        Ok(Cx { aws, desired, docs, cluster, cluster_side, progress: Default::default(), early })
+        Ok(Cx {
+            aws,
+            desired,
+            docs,
+            cluster,
+            cluster_side,
+            progress: Default::default(),
+            early,
+            removal: Default::default(),
+        })
     }
 }
 

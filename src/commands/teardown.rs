@@ -4,7 +4,6 @@
 
 use std::collections::HashSet;
 use std::fmt::Write as _;
-use std::time::Duration;
 
 use aws_sdk_ec2::types::Filter;
 use serde_json::json;
@@ -14,13 +13,13 @@ use crate::context::Hooks;
 use crate::desired::{DISCOVERY_MARKER_TAG, DISCOVERY_TAG};
 use crate::error::{AwsContext, Error, ErrorKind, Result};
 use crate::helm::ExtraValues;
-use crate::kube::{karpenter, Wait};
+use crate::kube::karpenter;
 use crate::output::{self, Report};
 use crate::plan::{self, Action, Change, Planned};
 use crate::resources::manifest::Manifest;
 use crate::resources::{
-    self, discovery_tags::DiscoveryTags, helm_release, oidc_provider, orphans, AnyResource, ClusterApi, ClusterSide,
-    Cx, Kind, Observed, ResourceId, Set,
+    self, discovery_tags::DiscoveryTags, oidc_provider, orphans, removal::Removal, AnyResource, ClusterApi,
+    ClusterSide, Cx, Keep, Observed, ResourceId, Set,
 };
 use crate::settings::TeardownSettings;
 
@@ -57,7 +56,7 @@ pub async fn remove(a: &TeardownSettings, hooks: &Hooks) -> Result<Report> {
             }
         }
     };
-    let cx = session.cx(desired, cluster_side)?;
+    let mut cx = session.cx(desired, cluster_side)?;
 
     let spinner = output::spinner("looking for what karpctl and Karpenter made");
     let mut set = resources::desired_set(&cx.desired, &cx.cluster, opts.subnets.as_deref())?;
@@ -73,45 +72,23 @@ pub async fn remove(a: &TeardownSettings, hooks: &Hooks) -> Result<Report> {
     let mut observed = observed?;
     let mut known: HashSet<ResourceId> = observed.iter().map(|(r, _)| r.id()).collect();
     observed.extend(extra.into_iter().filter(|(r, _)| known.insert(r.id())));
-    let is_iam: Vec<bool> = observed.iter().map(|(r, _)| r.is_iam()).collect();
-    let ids: Vec<ResourceId> = observed.iter().map(|(r, _)| r.id()).collect();
-    let deps: Vec<Vec<ResourceId>> =
-        observed.iter().map(|(r, _)| r.depends_on().into_iter().map(|d| d.id).collect()).collect();
-    let levels = plan::levels(&ids, &deps);
-    let mut main: Vec<Planned> = observed
-        .into_iter()
-        .zip(levels)
-        .zip(is_iam)
-        .map(|(((resource, seen), level), iam)| {
-            let id = resource.id();
-            let mut change = plan::plan_delete(id.clone(), &seen, a.keep_iam && iam);
-            if a.keep_crds
-                && seen.skip.is_none()
-                && id == helm_release::id(&cx.desired.target.namespace, helm_release::CRDS)
-            {
-                change = Change::new(id, Action::Skip, "--keep-crds");
-            }
-            Planned { resource, seen, change, level }
-        })
-        .collect();
-    // Shown in the order of removal: NodePools first, while the controller still runs to drain
-    // its nodes, then the EC2NodeClasses, the releases, then the AWS side, each in reverse
-    // dependency order.
-    main.sort_by_key(|p| (phase(&p.change.resource), std::cmp::Reverse(p.level)));
-    let mut sweep = Vec::new();
     for orphan in leftovers {
         let seen = AnyResource::observe(&orphan, &cx).await?;
-        let change = plan::plan_delete(AnyResource::id(&orphan), &seen, false);
-        // Instances (the higher level) go before their launch templates and instance profiles.
-        let level = usize::from(orphan.kind() == orphans::OrphanKind::Instance);
-        sweep.push(Planned { resource: Box::new(orphan), seen, change, level });
+        observed.push((Box::new(orphan), seen));
     }
-    sweep.sort_by_key(|p| std::cmp::Reverse(p.level));
+    let kept: Vec<Keep> = [(a.keep_iam, Keep::Iam), (a.keep_crds, Keep::Crds)]
+        .into_iter()
+        .filter_map(|(on, k)| on.then_some(k))
+        .collect();
+    // Shown in the order of removal: NodePools first, while the controller still runs to drain
+    // its nodes, then the EC2NodeClasses, the releases, then the AWS side and Karpenter's
+    // leftovers, each after what depends on it.
+    let planned = plan::plan_removal(observed, &kept);
     // The set is complete only now (NodePools and EC2NodeClasses of any owner, what only tags
     // find, Karpenter's leftovers): every dependency must name one of its resources.
-    let members: Vec<_> = main.iter().chain(&sweep).map(|p| (p.resource.id(), p.resource.depends_on())).collect();
+    let members: Vec<_> = planned.iter().map(|p| (p.resource.id(), p.resource.depends_on())).collect();
     resources::check_set(&members)?;
-    let changes: Vec<Change> = main.iter().chain(&sweep).map(|p| p.change.clone()).collect();
+    let changes: Vec<Change> = planned.iter().map(|p| p.change.clone()).collect();
     let pending = changes.iter().filter(|c| c.action.is_change()).count();
     let mut notes = Vec::new();
     if controller == Some(false) && pending > 0 {
@@ -130,61 +107,19 @@ pub async fn remove(a: &TeardownSettings, hooks: &Hooks) -> Result<Report> {
     }
     let bar = output::spinner(&format!("removing {pending} resources"));
     let on_done = |c: &Change| output::progress(&bar, &format!("deleted {}", c.resource));
-    let (instances, rest): (Vec<Planned>, Vec<Planned>) =
-        sweep.into_iter().partition(|p| p.change.resource.kind == Kind::Ec2Instance);
+    // One walk by the removal graph: the cluster side first, NodePools, EC2NodeClasses (each
+    // gone only once the controller has finished with it), Karpenter's instances, the releases;
+    // then the AWS side and the leftovers, each once what holds it has let go.
+    cx.removal = Removal::new(controller, a.wait_timeout, a.force);
+    let all: Vec<&Planned> = planned.iter().collect();
     let result = async {
-        let wait =
-            Wait::new((a.wait_timeout / 20).clamp(Duration::from_millis(100), Wait::DRAIN.interval), a.wait_timeout);
-        let mut running = controller.unwrap_or(false);
-        let mut instances_gone = false;
-        for n in 0..AWS_PHASE {
-            let batch: Vec<&Planned> = main.iter().filter(|p| phase(&p.change.resource) == n).collect();
-            if n == 2 && controller.is_some() && !running {
-                // No controller (any more): nothing else will terminate the instances or
-                // release the finalizers that keep the objects, and so the CRDs, from going.
-                plan::delete_refs(&cx, &instances.iter().collect::<Vec<_>>(), &on_done).await?;
-                instances_gone = true;
-                notes.push(release(&cx).await?);
-            }
-            plan::delete_refs(&cx, &batch, &on_done).await?;
-            let deleted: Vec<String> = batch
-                .iter()
-                .filter(|p| p.change.action == Action::Delete)
-                .map(|p| p.change.resource.name.clone())
-                .collect();
-            if running && n < 2 && !deleted.is_empty() {
-                // NodePools first (their NodeClaims drain), then the EC2NodeClasses: Karpenter
-                // removes their finalizers, and the instance profiles they made, while it runs.
-                let gone = settle(&cx, &bar, n, &deleted, wait).await;
-                match gone {
-                    Ok(()) => {}
-                    Err(e) if e.kind == ErrorKind::Timeout && a.force => {
-                        output::warn(&format!("{e}: --force: going on without the controller"));
-                        running = false;
-                    }
-                    Err(e) if e.kind == ErrorKind::Timeout => {
-                        return Err(e.with_hint(
-                            "the controller is still installed, so a rerun can still finish cleanly; \
-                             or pass --force to terminate Karpenter's instances by tag and remove its finalizers",
-                        ))
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-        }
-        // The AWS side and Karpenter's leftovers together, by the dependency graph: a role
-        // waits for the profiles holding it (karpctl's and Karpenter's), a policy for the role
-        // it is attached to, the queue for its rules, a launch template for its instances, and
-        // nothing else waits.
-        let aws: Vec<&Planned> = main
-            .iter()
-            .filter(|p| phase(&p.change.resource) == AWS_PHASE)
-            .chain(&rest)
-            .chain(instances.iter().filter(|_| !instances_gone))
-            .collect();
-        plan::delete_graph(&cx, &aws, &on_done).await
+        plan::delete_graph(&cx, &all, &on_done).await?;
+        // No release was removed (gone already, or not karpctl's): what only the controller
+        // would have let go is released now all the same.
+        cx.removal.release_if_stopped(&cx).await
     }
     .await;
+    notes.extend(cx.removal.note());
     bar.finish_and_clear();
     result.map_err(|e| e.resumable("teardown"))?;
     Ok(report(&cx, &changes, false, &notes))
@@ -221,41 +156,6 @@ async fn survey(api: &ClusterApi, cx: &Cx, a: &TeardownSettings, set: &mut Set) 
         }
     }
     karpenter::controller_runs(&api.kube, &cx.desired.target.namespace).await
-}
-
-/// Wait, after phase `n` deleted `names`, until the controller has finished: every NodeClaim
-/// gone after the NodePools, the deleted EC2NodeClasses gone after them.
-async fn settle(cx: &Cx, bar: &indicatif::ProgressBar, n: usize, names: &[String], wait: Wait) -> Result<()> {
-    let Ok(api) = cx.api() else { return Ok(()) };
-    let progress = |msg: &str| output::progress(bar, msg);
-    let ((api_version, kind), only) =
-        if n == 0 { (karpenter::NODECLAIM, None) } else { (karpenter::NODECLASS, Some(names)) };
-    api.kube.wait_gone(api_version, kind, None, None, only, wait, &progress).await
-}
-
-/// Release what only the controller would have: its finalizers; the line the report shows.
-async fn release(cx: &Cx) -> Result<String> {
-    let api = cx.api().map_err(|r| Error::new(ErrorKind::ClusterState, r))?;
-    let done = karpenter::release_finalizers(&api.kube).await?;
-    let line = format!(
-        "without the controller: Karpenter's instances terminated by tag; finalizers removed from {} NodeClaims, {} EC2NodeClasses and {} Nodes",
-        done.node_claims, done.node_classes, done.nodes
-    );
-    output::warn(&line);
-    Ok(line)
-}
-
-/// The phase of [`phase`] that holds the AWS side, after the cluster side's three.
-const AWS_PHASE: usize = 3;
-
-/// The removal phase of a resource: NodePools, EC2NodeClasses, helm releases, the rest.
-fn phase(id: &ResourceId) -> usize {
-    match id.kind {
-        Kind::NodePool => 0,
-        Kind::Ec2NodeClass => 1,
-        Kind::HelmRelease => 2,
-        _ => AWS_PHASE,
-    }
 }
 
 /// What only tags find once the cluster is gone or changed: karpctl's OIDC providers and the

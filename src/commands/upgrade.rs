@@ -11,7 +11,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::output::Report;
 use crate::plan::{self, Action, Change, Planned};
 use crate::resources::helm_release::{self, HelmRelease, CONTROLLER, CRDS};
-use crate::resources::{self, Cx, Observed, Presence, Resource, Set};
+use crate::resources::{self, Cx, Observed, Resource, Set};
 use crate::versions::{self, UpgradePath};
 
 /// Which command walks the set: `upgrade` needs an existing install, `init` does not.
@@ -109,15 +109,13 @@ pub async fn retire(cx: &Cx) -> Result<Vec<Change>> {
         .into_iter()
         .filter(|r| r.not_wanted(cx).is_some_and(|why| why.starts_with(versions::NOT_USED)))
         .collect();
-    let mut out = Vec::new();
-    for (r, seen) in plan::observe_all(cx, set, false).await? {
-        if seen.presence == Presence::Owned {
-            r.delete(cx, &seen).await?;
-            let detail = format!("{} {}", versions::NOT_USED, cx.desired.target.karpenter_version);
-            out.push(Change::new(r.id(), Action::Delete, detail));
-        }
-    }
-    Ok(out)
+    // The planner's removal over what this version does not use: only karpctl's goes, each
+    // after what holds it.
+    let planned = plan::plan_removal(plan::observe_all(cx, set, false).await?, &[]);
+    let retired: Vec<&Planned> = planned.iter().filter(|p| p.change.action == Action::Delete).collect();
+    plan::delete_graph(cx, &retired, &|_| {}).await?;
+    let detail = format!("{} {}", versions::NOT_USED, cx.desired.target.karpenter_version);
+    Ok(retired.iter().map(|p| Change::new(p.change.resource.clone(), Action::Delete, detail.clone())).collect())
 }
 
 #[cfg(test)]

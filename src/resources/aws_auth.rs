@@ -46,6 +46,11 @@ impl Resource for AwsAuthMapping {
         true
     }
 
+    fn removed_after(&self, other: &dyn super::AnyResource) -> bool {
+        // Karpenter's nodes join with the node role until they are drained and gone.
+        other.is_cluster_side() && other.id().kind != Kind::AwsAuth
+    }
+
     fn not_wanted(&self, cx: &Cx) -> Option<String> {
         if cx.cluster.auth_mode.has_api() {
             return Some("the cluster uses EKS access entries (see access-entry/...)".into());

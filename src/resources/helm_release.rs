@@ -102,6 +102,17 @@ impl Resource for HelmRelease {
         true
     }
 
+    fn kept_by(&self) -> Option<super::Keep> {
+        (self.name == CRDS).then_some(super::Keep::Crds)
+    }
+
+    fn removed_after(&self, other: &dyn super::AnyResource) -> bool {
+        // The controller drains the NodePools, releases the EC2NodeClasses and terminates its
+        // instances; without it, its instances are terminated by tag before the releases go.
+        // The CRD release goes after the controller's as it depends on it.
+        matches!(other.id().kind, Kind::NodePool | Kind::Ec2NodeClass | Kind::Ec2Instance)
+    }
+
     fn not_wanted(&self, cx: &Cx) -> Option<String> {
         // Without the cluster API the planner skips it with that reason instead.
         cx.api().ok().filter(|api| api.helm.is_none()).map(|_| "helm not found (pass --helm PATH)".into())
@@ -175,6 +186,7 @@ impl Resource for HelmRelease {
     }
 
     async fn delete(&self, cx: &Cx, _seen: &Observed<Facts>) -> Result<()> {
+        cx.removal.release_if_stopped(cx).await?;
         let (name, ns) = (self.name, self.namespace.clone());
         self.run(cx, move |_| vec![helm::uninstall_step(name, &ns)]).await
     }

@@ -130,8 +130,8 @@ impl Resource for InstanceProfile {
         Ok(())
     }
 
-    fn is_iam(&self) -> bool {
-        true
+    fn kept_by(&self) -> Option<super::Keep> {
+        Some(super::Keep::Iam)
     }
 
     fn holds(&self) -> Hold {

@@ -202,8 +202,8 @@ impl Resource for ManagedPolicy {
         Ok(())
     }
 
-    fn is_iam(&self) -> bool {
-        true
+    fn kept_by(&self) -> Option<super::Keep> {
+        Some(super::Keep::Iam)
     }
 
     async fn delete(&self, cx: &Cx, _seen: &Observed<Facts>) -> Result<()> {

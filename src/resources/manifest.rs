@@ -113,6 +113,11 @@ impl Resource for Manifest {
         true
     }
 
+    fn removed_after(&self, other: &dyn super::AnyResource) -> bool {
+        // Every NodePool before any EC2NodeClass: a class goes only once no node uses it.
+        !self.nodepool && other.id().kind == Kind::NodePool
+    }
+
     fn not_wanted(&self, cx: &Cx) -> Option<String> {
         if !cx.desired.target.default_nodepool {
             return Some("--no-default-nodepool".into());
@@ -161,7 +166,13 @@ impl Resource for Manifest {
 
     async fn delete(&self, cx: &Cx, _seen: &Observed<()>) -> Result<()> {
         let api = cx.cluster_api()?;
-        api.kube.delete(self.api_version, self.kind, None, &self.name).await.map(|_| ())
+        api.kube.delete(self.api_version, self.kind, None, &self.name).await?;
+        // Removed means gone: while the controller runs it drains and finalizes them.
+        if self.nodepool {
+            cx.removal.node_pool_deleted(cx).await
+        } else {
+            cx.removal.node_class_deleted(cx, &self.name).await
+        }
     }
 }
 

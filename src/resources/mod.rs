@@ -18,6 +18,7 @@ pub mod orphans;
 pub mod pod_identity;
 pub mod pod_identity_agent;
 pub mod queue;
+pub mod removal;
 pub mod role;
 pub mod spot_role;
 
@@ -55,6 +56,9 @@ pub struct Cx {
     pub progress: Progress,
     /// The first reads started beside discovery ([`early::Early`]).
     pub early: early::Early,
+    /// What a removal's resources share: the controller's state and the waits for it
+    /// ([`removal::Removal`]; inert outside teardown).
+    pub removal: removal::Removal,
 }
 
 /// Which resources of the running apply exist by now. A resource whose create is one call of
@@ -155,6 +159,26 @@ pub enum Hold {
     No,
 }
 
+/// What `teardown` can be told to leave in place, by the flag that says so: a resource declares
+/// which it belongs to ([`Resource::kept_by`]) and the planner decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    /// `--keep-iam`: roles, policies, instance profiles and the OIDC provider.
+    Iam,
+    /// `--keep-crds`: the CRD release (and with it every NodePool and EC2NodeClass's kind).
+    Crds,
+}
+
+impl Keep {
+    /// The flag, as the plan's detail shows it.
+    pub fn flag(self) -> &'static str {
+        match self {
+            Keep::Iam => "--keep-iam",
+            Keep::Crds => "--keep-crds",
+        }
+    }
+}
+
 /// One resource of the install: the trait each resource module implements, with its own type of
 /// observed facts. The set holds resources as [`AnyResource`].
 #[async_trait]
@@ -207,9 +231,18 @@ pub trait Resource: Send + Sync + 'static {
     /// must go first for the delete to succeed (attachments, targets, versions) that
     /// [`Resource::prepare_delete`] did not already remove.
     async fn delete(&self, cx: &Cx, seen: &Observed<Self::Facts>) -> Result<()>;
-    /// Whether it is IAM (kept by `teardown --keep-iam`).
-    fn is_iam(&self) -> bool {
-        false
+    /// Which `teardown --keep-*` flag leaves it in place, if any.
+    fn kept_by(&self) -> Option<Keep> {
+        None
+    }
+    /// In a removal, whether this one goes only once `other` (also being removed) is gone,
+    /// although it does not depend on it: the explicit edges of the removal order, besides the
+    /// reverse of [`Resource::depends_on`]. By default the AWS side goes after the whole
+    /// cluster side, which runs on it (nodes draining still join with the node role, the
+    /// controller still uses its identity, queue and permissions); the cluster side orders
+    /// itself (NodePools, then EC2NodeClasses, then the controller release).
+    fn removed_after(&self, other: &dyn AnyResource) -> bool {
+        !self.is_cluster_side() && other.is_cluster_side()
     }
     /// Whether it lives in the cluster (reached through its API and helm, not AWS). Without the
     /// cluster API the planner skips it, with the reason ([`Cx::cluster_api`]).
@@ -244,8 +277,10 @@ pub trait AnyResource: Send + Sync {
     fn holds(&self) -> Hold;
     /// See [`Resource::delete`].
     async fn delete(&self, cx: &Cx, seen: &Observed) -> Result<()>;
-    /// See [`Resource::is_iam`].
-    fn is_iam(&self) -> bool;
+    /// See [`Resource::kept_by`].
+    fn kept_by(&self) -> Option<Keep>;
+    /// See [`Resource::removed_after`].
+    fn removed_after(&self, other: &dyn AnyResource) -> bool;
     /// See [`Resource::is_cluster_side`].
     fn is_cluster_side(&self) -> bool;
 }
@@ -290,8 +325,11 @@ impl<R: Resource> AnyResource for R {
     async fn delete(&self, cx: &Cx, seen: &Observed) -> Result<()> {
         Resource::delete(self, cx, &seen.typed(&Resource::id(self))?).await
     }
-    fn is_iam(&self) -> bool {
-        Resource::is_iam(self)
+    fn kept_by(&self) -> Option<Keep> {
+        Resource::kept_by(self)
+    }
+    fn removed_after(&self, other: &dyn AnyResource) -> bool {
+        Resource::removed_after(self, other)
     }
     fn is_cluster_side(&self) -> bool {
         Resource::is_cluster_side(self)
@@ -412,7 +450,7 @@ fn normalize(v: &Value) -> Value {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::desired::tests::target;
     use crate::desired::AuthMode;
@@ -450,7 +488,7 @@ mod tests {
 
     /// Every set karpctl builds: init's and doctor's under each auth mode, option and version
     /// (upgrade's is init's for another version), and teardown's with what it adds.
-    fn every_set() -> Vec<(String, Set)> {
+    pub(crate) fn every_set() -> Vec<(String, Set)> {
         let mut out = Vec::new();
         for release in crate::versions::TABLE {
             for auth in [AuthMode::Irsa, AuthMode::PodIdentity] {

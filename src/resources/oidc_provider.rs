@@ -74,8 +74,8 @@ impl Resource for OidcProvider {
         (cx.desired.target.auth != AuthMode::Irsa).then(|| "not needed with --auth pod-identity".to_string())
     }
 
-    fn is_iam(&self) -> bool {
-        true
+    fn kept_by(&self) -> Option<super::Keep> {
+        Some(super::Keep::Iam)
     }
 
     fn documents(&self, _d: &Desired, _docs: &Documents) -> Result<Vec<Document>> {

@@ -220,6 +220,15 @@ impl Resource for Orphan {
         Ok(())
     }
 
+    fn removed_after(&self, other: &dyn super::AnyResource) -> bool {
+        match self.kind {
+            // Karpenter terminates its own while it runs, once their NodePools are deleted;
+            // what is left then is terminated before the controller release goes.
+            OrphanKind::Instance => matches!(other.id().kind, Kind::NodePool | Kind::Ec2NodeClass),
+            OrphanKind::LaunchTemplate | OrphanKind::InstanceProfile => other.is_cluster_side(),
+        }
+    }
+
     fn holds(&self) -> Hold {
         match self.kind {
             // Taking its roles out lets them go; the instances it is waiting for hold it.

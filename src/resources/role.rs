@@ -190,8 +190,8 @@ impl Resource for Role {
         self.attach(cx, &f.missing_policies).await
     }
 
-    fn is_iam(&self) -> bool {
-        true
+    fn kept_by(&self) -> Option<super::Keep> {
+        Some(super::Keep::Iam)
     }
 
     fn holds(&self) -> Hold {

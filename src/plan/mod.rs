@@ -8,10 +8,13 @@ use std::hash::Hash;
 
 use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::Serialize;
-use tokio::sync::watch;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::resources::{AnyResource, Cx, Hold, Observed, Presence, ResourceId, Set};
+use crate::resources::{AnyResource, Cx, Observed, Presence, ResourceId, Set};
+
+mod remove;
+
+pub use remove::{delete_graph, plan_delete, plan_removal, removal_order};
 
 /// How many resources are observed or applied at once. Every AWS call is a round trip of tens of
 /// milliseconds, so a run's time is its longest chain of calls made one after another, not the
@@ -230,129 +233,6 @@ pub fn foreign_error(ids: &[ResourceId]) -> Error {
     .with_hint("if these are from an earlier install you want karpctl to manage, run again with --adopt; otherwise remove or rename them")
 }
 
-/// The teardown change for one observation: only what karpctl owns is deleted.
-pub fn plan_delete(resource: ResourceId, seen: &Observed, keep: bool) -> Change {
-    if let Some(reason) = &seen.skip {
-        return Change::new(resource, Action::Skip, reason.clone());
-    }
-    let (action, detail) = match seen.presence {
-        Presence::Absent => (Action::None, "already gone"),
-        _ if keep => (Action::Skip, "--keep-iam"),
-        Presence::Owned => (Action::Delete, ""),
-        Presence::Shared => (Action::Skip, "not karpctl's; left in place"),
-        Presence::Foreign => (Action::Skip, "foreign: no karpctl ownership tags; left in place"),
-    };
-    Change::new(resource, action, detail)
-}
-
-/// Delete every planned deletion by the dependency graph: each resource runs its
-/// [`Resource::prepare_delete`] at once, then its `delete` as soon as every resource depending
-/// on it has let go of it ([`Resource::holds`]: deleted, or only prepared, or not held at all),
-/// not when a whole level is. So a role's policies are detached while its instance profile
-/// takes the role out, the role is deleted the moment both are done, and a policy the moment
-/// its roles have detached it. All run concurrently: every one of them may be waiting on
-/// another, so a bound on how many run could leave the waited-for ones unstarted. After a
-/// failure, what the failed resource still holds is not deleted (a role stays while a profile
-/// holding it could not be emptied); the rest finishes, and the first error is returned.
-pub async fn delete_graph(cx: &Cx, planned: &[&Planned], on_done: &(dyn Fn(&Change) + Sync)) -> Result<()> {
-    let ids: Vec<ResourceId> = planned.iter().map(|p| p.change.resource.clone()).collect();
-    let deps = dep_ids(planned.iter().map(|p| &p.resource));
-    let holds: Vec<Hold> =
-        planned.iter().map(|p| if p.change.action == Action::Delete { p.resource.holds() } else { Hold::No }).collect();
-    let dependents = dependents(&ids, &deps, &holds);
-    if let Some(i) = in_cycle(&dependents.iter().map(|w| w.iter().map(|&(j, _)| j).collect()).collect::<Vec<_>>()) {
-        return Err(Error::new(ErrorKind::Render, format!("{} waits on itself through its dependencies", ids[i]))
-            .with_hint("this is a bug in karpctl; please report it"));
-    }
-    let (done_tx, done_rx): (Vec<_>, Vec<_>) = (0..planned.len()).map(|_| watch::channel(Gone::default())).unzip();
-    let tasks = (0..planned.len()).filter(|&i| planned[i].change.action == Action::Delete).map(|i| {
-        let (p, waits, tx, rx) = (planned[i], &dependents[i], &done_tx[i], &done_rx);
-        async move {
-            let result = async {
-                p.resource.prepare_delete(cx, &p.seen).await?;
-                tx.send_modify(|g| g.prepared = true);
-                for &(j, hold) in waits {
-                    let mut rx = rx[j].clone();
-                    let released = |g: &Gone| g.deleted == Some(true) || (hold == Hold::UntilPrepared && g.prepared);
-                    let seen = rx.wait_for(|g| released(g) || g.deleted.is_some()).await.map(|g| released(&g));
-                    if !seen.unwrap_or(false) {
-                        return Ok(false);
-                    }
-                }
-                p.resource.delete(cx, &p.seen).await?;
-                on_done(&p.change);
-                Ok::<_, Error>(true)
-            }
-            .await;
-            tx.send_modify(|g| g.deleted = Some(*result.as_ref().unwrap_or(&false)));
-            result
-        }
-    });
-    let results = futures::future::join_all(tasks).await;
-    results.into_iter().find_map(Result::err).map_or(Ok(()), Err)
-}
-
-/// How far a resource got in [`delete_graph`]: kept apart, so that one waiting for the
-/// prepare of another sees it even when the delete that followed failed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct Gone {
-    /// Its [`Resource::prepare_delete`] is done.
-    prepared: bool,
-    /// Finished: deleted (true), or not (false: it failed, or what holds it could not go).
-    deleted: Option<bool>,
-}
-
-/// For each resource, the deleting resources of the set that depend on it and hold it
-/// (indices, with how long): they must let go of it before it is deleted.
-fn dependents<T: Eq>(ids: &[T], deps: &[Vec<T>], holds: &[Hold]) -> Vec<Vec<(usize, Hold)>> {
-    ids.iter()
-        .map(|id| {
-            (0..ids.len())
-                .filter(|&j| holds[j] != Hold::No && deps[j].iter().any(|d| d == id))
-                .map(|j| (j, holds[j]))
-                .collect()
-        })
-        .collect()
-}
-
-/// A resource on a cycle of `waits` (the set is built without one; a cycle would wait forever).
-fn in_cycle(waits: &[Vec<usize>]) -> Option<usize> {
-    let mut left: Vec<usize> = waits.iter().map(Vec::len).collect();
-    let mut ready: Vec<usize> = (0..waits.len()).filter(|&i| left[i] == 0).collect();
-    let mut done = vec![false; waits.len()];
-    while let Some(j) = ready.pop() {
-        done[j] = true;
-        for (i, w) in waits.iter().enumerate() {
-            if !done[i] && w.contains(&j) {
-                left[i] -= w.iter().filter(|&&k| k == j).count();
-                if left[i] == 0 {
-                    ready.push(i);
-                }
-            }
-        }
-    }
-    done.iter().position(|d| !d)
-}
-
-/// Delete a selection of the plan, highest dependency level first, each level's resources
-/// concurrently (bounded): the cluster side's phases.
-pub async fn delete_refs(cx: &Cx, planned: &[&Planned], on_done: &(dyn Fn(&Change) + Sync)) -> Result<()> {
-    let max = planned.iter().map(|p| p.level).max().unwrap_or(0);
-    for level in (0..=max).rev() {
-        let batch = planned.iter().filter(|p| p.level == level && p.change.action == Action::Delete);
-        stream::iter(batch)
-            .map(|p| async move {
-                p.resource.delete(cx, &p.seen).await?;
-                on_done(&p.change);
-                Ok::<_, Error>(())
-            })
-            .buffer_unordered(CONCURRENCY)
-            .try_collect::<Vec<()>>()
-            .await?;
-    }
-    Ok(())
-}
-
 /// Apply every planned change in dependency order: each resource starts as soon as the
 /// resources it depends on are done (not when a whole dependency level is), so a chain of
 /// calls inside one resource (create a role, then attach its policies) does not hold up
@@ -478,7 +358,7 @@ fn waits_for<T: Eq + Hash>(ids: &[T], deps: &[Vec<T>], changing: &[bool]) -> Vec
 
 /// The ids each resource depends on. The set was checked when it was built ([`crate::resources::checked`]):
 /// a dependency missing from it here is an optional one, and orders nothing.
-fn dep_ids<'a>(set: impl IntoIterator<Item = &'a Box<dyn AnyResource>>) -> Vec<Vec<ResourceId>> {
+pub(crate) fn dep_ids<'a>(set: impl IntoIterator<Item = &'a Box<dyn AnyResource>>) -> Vec<Vec<ResourceId>> {
     set.into_iter().map(|r| r.depends_on().into_iter().map(|d| d.id).collect()).collect()
 }
 
@@ -508,41 +388,11 @@ mod tests {
     }
 
     #[test]
-    fn teardown_deletes_only_what_karpctl_owns() {
-        let id = || crate::resources::role::id("x");
-        assert_eq!(plan_delete(id(), &Observed::present(true, vec![], ()).erase(), false).action, Action::Delete);
-        assert_eq!(plan_delete(id(), &Observed::present(true, vec![], ()).erase(), true).action, Action::Skip);
-        assert_eq!(plan_delete(id(), &Observed::present(false, vec![], ()).erase(), false).action, Action::Skip);
-        assert_eq!(plan_delete(id(), &Observed::absent(), false).action, Action::None);
-        let mut shared = Observed::present(false, vec![], ()).erase();
-        shared.presence = Presence::Shared;
-        assert_eq!(plan_delete(id(), &shared, false).action, Action::Skip);
-    }
-
-    #[test]
     fn only_changing_dependencies_in_the_set_are_waited_for() {
         let ids: Vec<String> = ["policy", "role", "assoc"].iter().map(|s| s.to_string()).collect();
         let deps = vec![vec![], vec!["policy".into(), "absent-oidc".into()], vec!["role".into()]];
         assert_eq!(waits_for(&ids, &deps, &[true, true, true]), vec![vec![], vec![0], vec![1]]);
         assert_eq!(waits_for(&ids, &deps, &[false, true, true]), vec![vec![], vec![], vec![1]]);
-    }
-
-    #[test]
-    fn a_resource_waits_for_the_deleting_resources_that_hold_it() {
-        let ids: Vec<String> = ["role", "profile", "policy", "other", "rule"].iter().map(|s| s.to_string()).collect();
-        let deps = vec![vec!["policy".into()], vec!["role".into()], vec![], vec!["role".into()], vec!["role".into()]];
-        let (d, p, no) = (Hold::UntilDeleted, Hold::UntilPrepared, Hold::No);
-        // `other` is not being deleted (No), nor does `rule` hold what it depends on: nothing
-        // waits for them; the role waits for its profile to be prepared, the policy for the role.
-        assert_eq!(
-            dependents(&ids, &deps, &[p, p, d, no, no]),
-            vec![vec![(1, p)], vec![], vec![(0, p)], vec![], vec![]]
-        );
-        let plain =
-            |w: Vec<Vec<(usize, Hold)>>| w.into_iter().map(|w| w.into_iter().map(|(j, _)| j).collect()).collect();
-        let plain: Vec<Vec<usize>> = plain(dependents(&ids, &deps, &[d; 5]));
-        assert_eq!(in_cycle(&plain), None);
-        assert_eq!(in_cycle(&[vec![1], vec![0], vec![]]), Some(0));
     }
 
     #[test]
