@@ -60,6 +60,12 @@ pub async fn association_id(eks: &aws_sdk_eks::Client, cluster: &str, namespace:
     Ok(list.first().and_then(|a| a.association_id()).map(str::to_string))
 }
 
+/// Why what only Pod Identity uses (the association, the agent add-on) is not part of an
+/// install that uses IRSA.
+pub(super) fn irsa_instead(cx: &Cx) -> Option<String> {
+    (cx.desired.target.auth != AuthMode::PodIdentity).then(|| "not used with --auth irsa".to_string())
+}
+
 #[async_trait]
 impl Resource for PodIdentityAssociation {
     type Facts = Facts;
@@ -78,7 +84,7 @@ impl Resource for PodIdentityAssociation {
     }
 
     fn not_wanted(&self, cx: &Cx) -> Option<String> {
-        (cx.desired.target.auth != AuthMode::PodIdentity).then(|| "not used with --auth irsa".to_string())
+        irsa_instead(cx)
     }
 
     fn documents(&self, _d: &Desired, _docs: &Documents) -> Result<Vec<Document>> {

@@ -12,7 +12,6 @@ use async_trait::async_trait;
 use aws_sdk_eks::types::{Addon, AddonStatus};
 
 use super::{ignore_gone, tag_map, Cx, Drift, Kind, Observed, Presence, Resource, ResourceId};
-use crate::desired::AuthMode;
 use crate::desired::Desired;
 use crate::error::{AwsContext, Error, ErrorKind, Result, ResultExt};
 use crate::render::{Document, Documents};
@@ -105,7 +104,7 @@ impl Resource for PodIdentityAgent {
     }
 
     fn not_wanted(&self, cx: &Cx) -> Option<String> {
-        (cx.desired.target.auth != AuthMode::PodIdentity).then(|| "not used with --auth irsa".to_string())
+        super::pod_identity::irsa_instead(cx)
     }
 
     fn documents(&self, _d: &Desired, _docs: &Documents) -> Result<Vec<Document>> {
