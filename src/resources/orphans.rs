@@ -49,11 +49,6 @@ impl Orphan {
     pub fn new(kind: OrphanKind, key: impl Into<String>) -> Self {
         Orphan { kind, key: key.into(), roles: Vec::new(), after: Vec::new() }
     }
-
-    /// What kind of leftover it is.
-    pub fn kind(&self) -> OrphanKind {
-        self.kind
-    }
 }
 
 /// Find this cluster's leftovers (every query concurrently, every page read).
