@@ -97,7 +97,8 @@ pub struct Planned {
     pub seen: Observed,
     /// The planned change.
     pub change: Change,
-    /// Its dependency level (0: depends on nothing in the set).
+    /// Its place in the walk's order: its dependency level in a plan (0: depends on nothing
+    /// in the set), its removal rank in a removal ([`removal_order`]).
     pub level: usize,
 }
 
@@ -358,7 +359,7 @@ fn waits_for<T: Eq + Hash>(ids: &[T], deps: &[Vec<T>], changing: &[bool]) -> Vec
 
 /// The ids each resource depends on. The set was checked when it was built ([`crate::resources::checked`]):
 /// a dependency missing from it here is an optional one, and orders nothing.
-pub(crate) fn dep_ids<'a>(set: impl IntoIterator<Item = &'a Box<dyn AnyResource>>) -> Vec<Vec<ResourceId>> {
+fn dep_ids<'a>(set: impl IntoIterator<Item = &'a Box<dyn AnyResource>>) -> Vec<Vec<ResourceId>> {
     set.into_iter().map(|r| r.depends_on().into_iter().map(|d| d.id).collect()).collect()
 }
 

@@ -9,7 +9,7 @@
 
 use tokio::sync::watch;
 
-use super::{dep_ids, levels, Action, Change, Planned};
+use super::{levels, Action, Change, Planned};
 use crate::error::{Error, ErrorKind, Result};
 use crate::resources::{AnyResource, Cx, Hold, Keep, Observed, Presence, ResourceId};
 
@@ -23,12 +23,12 @@ pub fn plan_delete(resource: ResourceId, seen: &Observed, keep: Option<Keep>) ->
     if keep == Some(Keep::Crds) {
         return Change::new(resource, Action::Skip, Keep::Crds.flag());
     }
-    let (action, detail) = match seen.presence {
-        Presence::Absent => (Action::None, "already gone"),
-        _ if keep.is_some() => (Action::Skip, keep.map_or("", Keep::flag)),
-        Presence::Owned => (Action::Delete, ""),
-        Presence::Shared => (Action::Skip, "not karpctl's; left in place"),
-        Presence::Foreign => (Action::Skip, "foreign: no karpctl ownership tags; left in place"),
+    let (action, detail) = match (seen.presence, keep) {
+        (Presence::Absent, _) => (Action::None, "already gone"),
+        (_, Some(keep)) => (Action::Skip, keep.flag()),
+        (Presence::Owned, None) => (Action::Delete, ""),
+        (Presence::Shared, None) => (Action::Skip, "not karpctl's; left in place"),
+        (Presence::Foreign, None) => (Action::Skip, "foreign: no karpctl ownership tags; left in place"),
     };
     Change::new(resource, action, detail)
 }
@@ -50,32 +50,45 @@ pub fn plan_removal(observed: Vec<(Box<dyn AnyResource>, Observed)>, kept: &[Kee
     planned
 }
 
-/// For each resource, what must be gone before it goes (indices): the resources depending on
-/// it that hold it ([`Resource::holds`]), and those it is declared to go after
-/// ([`Resource::removed_after`]).
-pub(crate) fn removal_edges(set: &[&dyn AnyResource]) -> Vec<Vec<(usize, Hold)>> {
+/// What must be gone before each resource of a removal goes (indices into the set).
+struct Edges {
+    /// The resources depending on it that hold it, with how long ([`Resource::holds`]).
+    holding: Vec<Vec<(usize, Hold)>>,
+    /// Those it is declared to go after ([`Resource::removed_after`]), waited for before it
+    /// starts letting go of anything itself.
+    after: Vec<Vec<usize>>,
+}
+
+/// The removal graph of `set`, counting only the resources `deleting` marks: one that stays
+/// holds nothing and is waited for by nothing.
+fn removal_edges(set: &[&dyn AnyResource], deleting: &[bool]) -> Edges {
     let ids: Vec<ResourceId> = set.iter().map(|r| r.id()).collect();
     let deps: Vec<Vec<ResourceId>> = set.iter().map(|r| r.depends_on().into_iter().map(|d| d.id).collect()).collect();
-    let holds: Vec<Hold> = set.iter().map(|r| r.holds()).collect();
-    let mut edges = dependents(&ids, &deps, &holds);
-    for (i, r) in set.iter().enumerate() {
-        for (j, other) in set.iter().enumerate() {
-            if i != j && r.removed_after(*other) && !edges[i].iter().any(|&(k, _)| k == j) {
-                edges[i].push((j, Hold::UntilDeleted));
-            }
-        }
+    let holds: Vec<Hold> = set.iter().zip(deleting).map(|(r, &d)| if d { r.holds() } else { Hold::No }).collect();
+    let after = (0..set.len())
+        .map(|i| (0..set.len()).filter(|&j| i != j && deleting[j] && set[i].removed_after(set[j])).collect())
+        .collect();
+    Edges { holding: dependents(&ids, &deps, &holds), after }
+}
+
+impl Edges {
+    /// For each resource, every resource it waits for, whichever the reason.
+    fn waits(&self) -> Vec<Vec<usize>> {
+        self.holding
+            .iter()
+            .zip(&self.after)
+            .map(|(h, a)| h.iter().map(|&(j, _)| j).chain(a.iter().copied()).collect())
+            .collect()
     }
-    edges
 }
 
 /// The removal rank of each resource: one more than the highest rank among what must be gone
-/// before it ([`removal_edges`]), so sorting by it lists a set in an order it can be removed in.
+/// before it ([`removal_edges`], all of the set removed), so sorting by it lists a set in an
+/// order it can be removed in.
 pub fn removal_order<'a>(set: impl IntoIterator<Item = &'a Box<dyn AnyResource>>) -> Vec<usize> {
     let set: Vec<&dyn AnyResource> = set.into_iter().map(|r| r.as_ref()).collect();
-    let edges = removal_edges(&set);
     let idx: Vec<usize> = (0..set.len()).collect();
-    let before: Vec<Vec<usize>> = edges.iter().map(|e| e.iter().map(|&(j, _)| j).collect()).collect();
-    levels(&idx, &before)
+    levels(&idx, &removal_edges(&set, &vec![true; set.len()]).waits())
 }
 
 /// Delete every planned deletion by the removal graph ([`removal_edges`]). Each resource first
@@ -92,28 +105,18 @@ pub fn removal_order<'a>(set: impl IntoIterator<Item = &'a Box<dyn AnyResource>>
 pub async fn delete_graph(cx: &Cx, planned: &[&Planned], on_done: &(dyn Fn(&Change) + Sync)) -> Result<()> {
     let set: Vec<&dyn AnyResource> = planned.iter().map(|p| p.resource.as_ref()).collect();
     let deleting: Vec<bool> = planned.iter().map(|p| p.change.action == Action::Delete).collect();
-    let deps = dep_ids(planned.iter().map(|p| &p.resource));
-    // Only a resource being deleted holds anything.
-    let holds: Vec<Hold> =
-        planned.iter().zip(&deleting).map(|(p, &d)| if d { p.resource.holds() } else { Hold::No }).collect();
-    let ids: Vec<ResourceId> = planned.iter().map(|p| p.change.resource.clone()).collect();
-    let dependents = dependents(&ids, &deps, &holds);
-    let after: Vec<Vec<usize>> = (0..set.len())
-        .map(|i| (0..set.len()).filter(|&j| i != j && deleting[j] && set[i].removed_after(set[j])).collect())
-        .collect();
-    let waits: Vec<Vec<usize>> = dependents
-        .iter()
-        .zip(&after)
-        .map(|(d, a)| d.iter().map(|&(j, _)| j).chain(a.iter().copied()).collect())
-        .collect();
-    if let Some(i) = in_cycle(&waits) {
-        return Err(Error::new(ErrorKind::Render, format!("{} waits on itself through its dependencies", ids[i]))
-            .with_hint("this is a bug in karpctl; please report it"));
+    let edges = removal_edges(&set, &deleting);
+    if let Some(i) = in_cycle(&edges.waits()) {
+        return Err(Error::new(
+            ErrorKind::Render,
+            format!("{} waits on itself through its dependencies", planned[i].change.resource),
+        )
+        .with_hint("this is a bug in karpctl; please report it"));
     }
     let (done_tx, done_rx): (Vec<_>, Vec<_>) = (0..planned.len()).map(|_| watch::channel(Gone::default())).unzip();
     let tasks = (0..planned.len()).filter(|&i| deleting[i]).map(|i| {
-        let (p, holding, tx, rx) = (planned[i], &dependents[i], &done_tx[i], &done_rx);
-        let first: Vec<(usize, Hold)> = after[i].iter().map(|&j| (j, Hold::UntilDeleted)).collect();
+        let (p, holding, tx, rx) = (planned[i], &edges.holding[i], &done_tx[i], &done_rx);
+        let first: Vec<(usize, Hold)> = edges.after[i].iter().map(|&j| (j, Hold::UntilDeleted)).collect();
         async move {
             let result = async {
                 if !let_go(rx, &first).await {
@@ -237,11 +240,11 @@ mod tests {
     fn every_set_can_be_removed_in_order_nodepools_classes_instances_releases_then_aws() {
         for (what, set) in crate::resources::tests::every_set() {
             let refs: Vec<&dyn AnyResource> = set.iter().map(|r| r.as_ref()).collect();
-            let edges = removal_edges(&refs);
+            let waits = removal_edges(&refs, &vec![true; refs.len()]).waits();
             let rank = removal_order(&set);
             // A cycle could not be ranked so: every edge goes from a lower rank to a higher one.
-            for (i, before) in edges.iter().enumerate() {
-                for &(j, _) in before {
+            for (i, before) in waits.iter().enumerate() {
+                for &j in before {
                     assert!(rank[j] < rank[i], "{what}: {} goes before {}, ranks {rank:?}", set[j].id(), set[i].id());
                 }
             }
