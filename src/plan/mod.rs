@@ -239,7 +239,9 @@ pub fn foreign_error(ids: &[ResourceId]) -> Error {
 /// calls inside one resource (create a role, then attach its policies) does not hold up
 /// resources that only wait for something else. Up to [`CONCURRENCY`] run at once. `on_done`
 /// is told about each applied change. After a failure nothing new starts, the changes already
-/// under way finish, and the first error is returned.
+/// under way finish, and of their errors the one earliest in the set is returned: two waits
+/// that give up at the same limit report the same error on every run, not whichever lost the
+/// race to finish.
 pub async fn apply(cx: &Cx, planned: &[Planned], on_done: &(dyn Fn(&Change) + Sync)) -> Result<()> {
     let ids: Vec<ResourceId> = planned.iter().map(|p| p.change.resource.clone()).collect();
     let wanted: Vec<bool> = planned.iter().map(|p| p.change.action.is_change()).collect();
@@ -256,7 +258,7 @@ pub async fn apply(cx: &Cx, planned: &[Planned], on_done: &(dyn Fn(&Change) + Sy
     cx.progress.begin();
     let mut started = vec![false; planned.len()];
     let mut running = futures::stream::FuturesUnordered::new();
-    let mut failure: Option<Error> = None;
+    let mut failure: Option<(usize, Error)> = None;
     loop {
         if failure.is_none() {
             for i in 0..planned.len() {
@@ -287,13 +289,15 @@ pub async fn apply(cx: &Cx, planned: &[Planned], on_done: &(dyn Fn(&Change) + Sy
                 }
             }
             Some(Err(e)) => {
-                failure.get_or_insert(e);
+                if failure.as_ref().is_none_or(|(first, _)| i < *first) {
+                    failure = Some((i, e));
+                }
                 cx.progress.stop();
             }
             None => {}
         }
     }
-    if let Some(e) = failure {
+    if let Some((_, e)) = failure {
         return Err(e);
     }
     if let Some(i) = (0..planned.len()).find(|&i| wanted[i] && !started[i]) {
