@@ -49,6 +49,7 @@ impl Removal {
         }
     }
 
+    /// The wait for the controller, while it runs and is waited for.
     fn running(&self) -> Option<Wait> {
         self.wait.filter(|_| self.running.load(Ordering::SeqCst))
     }
@@ -57,9 +58,6 @@ impl Removal {
     /// gone (every NodePool is removed, so every NodeClaim must go). Waited for once, whichever
     /// NodePools ask.
     pub async fn node_pool_deleted(&self, cx: &Cx) -> Result<()> {
-        if self.running().is_none() {
-            return Ok(());
-        }
         let gone = self.claims.get_or_init(|| self.settle(cx, karpenter::NODECLAIM, None)).await;
         gone.clone()
     }
@@ -67,12 +65,11 @@ impl Removal {
     /// After an EC2NodeClass's DELETE: wait, while the controller runs, until it is gone (the
     /// controller removes its finalizer, and the instance profiles it made).
     pub async fn node_class_deleted(&self, cx: &Cx, name: &str) -> Result<()> {
-        if self.running().is_none() {
-            return Ok(());
-        }
         self.settle(cx, karpenter::NODECLASS, Some(&[name.to_string()])).await
     }
 
+    /// Wait for Karpenter to remove the objects of `kind` (`only` these names), when it runs
+    /// and the cluster API is there; nothing to wait for otherwise.
     async fn settle(&self, cx: &Cx, (api_version, kind): (&str, &str), only: Option<&[String]>) -> Result<()> {
         let (Some(wait), Ok(api)) = (self.running(), cx.api()) else { return Ok(()) };
         let bar = output::spinner(&format!("waiting for Karpenter to remove its {kind} objects"));
