@@ -79,6 +79,12 @@ impl Error {
         Error::new(ErrorKind::InvalidInput, message).with_hint(hint)
     }
 
+    /// A defect in karpctl itself (a set built wrong, a manifest it made malformed): nothing the
+    /// user did or can fix, so the hint asks for a report.
+    pub fn defect(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Render, message).with_hint("this is a bug in karpctl; please report it")
+    }
+
     /// Attach the underlying cause.
     pub fn with_cause(mut self, cause: impl Into<String>) -> Self {
         self.cause = Some(cause.into());

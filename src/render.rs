@@ -124,9 +124,7 @@ fn environment() -> Result<Environment<'static>> {
 }
 
 fn render_error(name: &str, e: minijinja::Error) -> Error {
-    Error::new(ErrorKind::Render, format!("failed to render template {name}"))
-        .with_cause(e.to_string())
-        .with_hint("this is a bug in karpctl; please report it")
+    Error::defect(format!("failed to render template {name}")).with_cause(e.to_string())
 }
 
 fn render_text(env: &Environment<'_>, name: &str, ctx: &JValue) -> Result<String> {
@@ -135,11 +133,8 @@ fn render_text(env: &Environment<'_>, name: &str, ctx: &JValue) -> Result<String
 
 fn render_json(env: &Environment<'_>, name: &str, ctx: &JValue) -> Result<Value> {
     let text = render_text(env, name, ctx)?;
-    serde_json::from_str(&text).map_err(|e| {
-        Error::new(ErrorKind::Render, format!("template {name} rendered invalid JSON"))
-            .with_cause(e.to_string())
-            .with_hint("this is a bug in karpctl; please report it")
-    })
+    serde_json::from_str(&text)
+        .map_err(|e| Error::defect(format!("template {name} rendered invalid JSON")).with_cause(e.to_string()))
 }
 
 /// Parse rendered YAML text into its JSON equivalent.

@@ -87,8 +87,7 @@ async fn run_one(helm: &Path, step: &Step, env: &HelmEnv) -> Result<StepStatus> 
     // `ps` shows it to every user) is a defect, refused before it runs.
     if let Some(token) = env.get("HELM_KUBETOKEN").filter(|t| !t.is_empty()) {
         if step.argv.iter().any(|w| w.contains(token)) {
-            return Err(Error::new(ErrorKind::Render, "refusing to put the cluster token on helm's command line")
-                .with_hint("this is a karpctl defect; please report it"));
+            return Err(Error::defect("refusing to put the cluster token on helm's command line"));
         }
     }
     let mut cmd = tokio::process::Command::new(helm);

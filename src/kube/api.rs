@@ -43,8 +43,7 @@ impl Kube {
         let (Some(api_version), Some(kind), Some(name)) =
             (field("/apiVersion"), field("/kind"), field("/metadata/name"))
         else {
-            return Err(Error::new(ErrorKind::Render, "a manifest lacks apiVersion, kind or metadata.name")
-                .with_hint("this is a karpctl defect; please report it"));
+            return Err(Error::defect("a manifest lacks apiVersion, kind or metadata.name"));
         };
         let namespace = field("/metadata/namespace");
         let api = self.api(self.client().await?, api_version, kind, namespace);
@@ -158,11 +157,8 @@ pub fn manifests_from_yaml(yaml: &str) -> Result<Vec<Value>> {
     use serde::Deserialize as _;
     let mut out = Vec::new();
     for doc in serde_yaml_ng::Deserializer::from_str(yaml) {
-        let v = Value::deserialize(doc).map_err(|e| {
-            Error::new(ErrorKind::Render, "a manifest is not valid YAML")
-                .with_cause(e.to_string())
-                .with_hint("this is a karpctl defect; please report it")
-        })?;
+        let v = Value::deserialize(doc)
+            .map_err(|e| Error::defect("a manifest is not valid YAML").with_cause(e.to_string()))?;
         if !v.is_null() {
             out.push(v);
         }

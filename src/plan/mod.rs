@@ -302,10 +302,15 @@ pub async fn apply(cx: &Cx, planned: &[Planned], on_done: &(dyn Fn(&Change) + Sy
     }
     if let Some(i) = (0..planned.len()).find(|&i| wanted[i] && !started[i]) {
         // Only a dependency cycle leaves a change unstarted; the set is built without one.
-        return Err(Error::new(ErrorKind::Render, format!("{} waits on itself through its dependencies", ids[i]))
-            .with_hint("this is a bug in karpctl; please report it"));
+        return Err(waits_on_itself(&ids[i]));
     }
     Ok(())
+}
+
+/// The error for a resource on a dependency cycle: the set is built without one, so a walk
+/// that meets one (apply, or a removal) stops instead of waiting forever.
+fn waits_on_itself(id: &ResourceId) -> Error {
+    Error::defect(format!("{id} waits on itself through its dependencies"))
 }
 
 /// Of `needed` (ids a resource needs created), those this apply creates: the ones it does

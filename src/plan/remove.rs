@@ -9,8 +9,8 @@
 
 use tokio::sync::watch;
 
-use super::{levels, Action, Change, Planned};
-use crate::error::{Error, ErrorKind, Result};
+use super::{levels, waits_on_itself, Action, Change, Planned};
+use crate::error::{Error, Result};
 use crate::resources::{AnyResource, Cx, Hold, Keep, Observed, Presence, ResourceId};
 
 /// The teardown change for one observation: only what karpctl owns is deleted. `keep`: the
@@ -107,11 +107,7 @@ pub async fn delete_graph(cx: &Cx, planned: &[&Planned], on_done: &(dyn Fn(&Chan
     let deleting: Vec<bool> = planned.iter().map(|p| p.change.action == Action::Delete).collect();
     let edges = removal_edges(&set, &deleting);
     if let Some(i) = in_cycle(&edges.waits()) {
-        return Err(Error::new(
-            ErrorKind::Render,
-            format!("{} waits on itself through its dependencies", planned[i].change.resource),
-        )
-        .with_hint("this is a bug in karpctl; please report it"));
+        return Err(waits_on_itself(&planned[i].change.resource));
     }
     let (done_tx, done_rx): (Vec<_>, Vec<_>) = (0..planned.len()).map(|_| watch::channel(Gone::default())).unzip();
     let tasks = (0..planned.len()).filter(|&i| deleting[i]).map(|i| {

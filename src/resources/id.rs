@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 use std::fmt;
 
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 
 /// What kind of resource an id names (the part before the first `/` in the contract).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -124,8 +124,7 @@ pub fn check_set(members: &[(ResourceId, Vec<Dep>)]) -> Result<()> {
     let ids: HashSet<&ResourceId> = members.iter().map(|(id, _)| id).collect();
     for (id, deps) in members {
         if let Some(d) = deps.iter().find(|d| !d.optional && !ids.contains(&d.id)) {
-            return Err(Error::new(ErrorKind::Render, format!("{id} depends on {}, which is not in the set", d.id))
-                .with_hint("this is a bug in karpctl; please report it"));
+            return Err(Error::defect(format!("{id} depends on {}, which is not in the set", d.id)));
         }
     }
     Ok(())

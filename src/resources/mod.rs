@@ -315,8 +315,7 @@ impl<R: Resource> AnyResource for R {
         let id = Resource::id(self);
         match seen.typed::<R::Facts>(&id)?.facts() {
             Some(facts) => Resource::tag(self, cx, facts).await,
-            None => Err(Error::new(ErrorKind::Render, format!("{id} is to be tagged, but it was not found"))
-                .with_hint("this is a bug in karpctl; please report it")),
+            None => Err(Error::defect(format!("{id} is to be tagged, but it was not found"))),
         }
     }
     async fn prepare_delete(&self, cx: &Cx, seen: &Observed) -> Result<()> {

@@ -6,7 +6,7 @@ use std::any::Any;
 use std::sync::Arc;
 
 use super::{Resource, ResourceId};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 
 /// Whether a resource exists and whose it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,10 +135,7 @@ impl Observed {
     pub(super) fn typed<F: Send + Sync + 'static>(&self, id: &ResourceId) -> Result<Observed<F>> {
         let facts = match self.facts.clone().map(Arc::downcast::<F>).transpose() {
             Ok(facts) => facts,
-            Err(_) => {
-                return Err(Error::new(ErrorKind::Render, format!("{id} was handed another resource's observation"))
-                    .with_hint("this is a bug in karpctl; please report it"))
-            }
+            Err(_) => return Err(Error::defect(format!("{id} was handed another resource's observation"))),
         };
         Ok(Observed { presence: self.presence, drift: self.drift.clone(), skip: self.skip.clone(), facts })
     }
